@@ -1,0 +1,303 @@
+//! File-level evaluation: a target file and a submission file in, one result per scored group out.
+
+use std::path::Path;
+
+use ndarray::{Array2, Array3, ArrayD, Axis, Ix3};
+
+use super::error::{EvalError, GroupError, Key, MetricError};
+use super::group::{evaluate_group, Dataset, GroupRates, TargetGroup};
+use super::report::DatasetResult;
+use crate::h5::H5File;
+
+/// The bin widths the reference evaluator looks for, in its order (suffix `''`, then `_20`).
+pub const BIN_WIDTHS: [u32; 2] = [5, 20];
+
+/// Evaluates `submission` against `target` like nlb_tools' `evaluate(target, submission)`.
+///
+/// Groups are visited in [`Dataset::ALL`] order, 5 ms before 20 ms. A group is scored only if the
+/// submission has it with `eval_rates_heldout` and the target has it with `eval_spikes_heldout`;
+/// other groups are skipped with a warning, as the reference does. Any other missing key, a
+/// shape that does not match the target, or a NaN/negative rate is an error.
+pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetResult>, EvalError> {
+    let tf = H5File::open(target)?;
+    let sf = H5File::open(submission)?;
+    let mut results = Vec::new();
+    for dataset in Dataset::ALL {
+        for bin_ms in BIN_WIDTHS {
+            let group = dataset.group(bin_ms);
+            if !sf.has(&group) {
+                continue;
+            }
+            if !sf.has(&format!("{group}/eval_rates_heldout")) {
+                tracing::warn!(
+                    "{}: group `{group}` has no `eval_rates_heldout`; skipped",
+                    submission.display()
+                );
+                continue;
+            }
+            if !tf.has(&format!("{group}/eval_spikes_heldout")) {
+                tracing::warn!(
+                    "{}: no `{group}/eval_spikes_heldout` to score the submission's `{group}` against; skipped",
+                    target.display()
+                );
+                continue;
+            }
+            let t = TargetGroup::read(&tf, &group)?;
+            let fwd = t.eval_spikes_heldin_forward.is_some();
+            let s = SubmissionGroup::read(&sf, &group, !dataset.is_dmfc(), fwd)?;
+            let metrics =
+                evaluate_group(dataset, &t, &s.rates()).map_err(|source| EvalError::Group {
+                    target: target.to_path_buf(),
+                    submission: submission.to_path_buf(),
+                    group: group.clone(),
+                    source,
+                })?;
+            results.push(DatasetResult {
+                dataset,
+                bin_ms,
+                metrics,
+            });
+        }
+    }
+    Ok(results)
+}
+
+fn in_file(file: &H5File, group: &str, source: GroupError) -> EvalError {
+    EvalError::InFile {
+        file: file.path().to_path_buf(),
+        group: group.to_string(),
+        source,
+    }
+}
+
+fn read3(
+    file: &H5File,
+    group: &str,
+    key: &str,
+    key_of: fn(String) -> Key,
+) -> Result<Array3<f64>, EvalError> {
+    let a = file.read_f64(&format!("{group}/{key}"))?;
+    let shape = a.shape().to_vec();
+    a.into_dimensionality::<Ix3>().map_err(|_| {
+        in_file(
+            file,
+            group,
+            GroupError::Rank {
+                key: key_of(key.to_string()),
+                ndim: shape.len(),
+                shape,
+                expected: 3,
+            },
+        )
+    })
+}
+
+fn read_opt(file: &H5File, group: &str, key: &str) -> Result<Option<ArrayD<f64>>, EvalError> {
+    let name = format!("{group}/{key}");
+    Ok(if file.has(&name) {
+        Some(file.read_f64(&name)?)
+    } else {
+        None
+    })
+}
+
+fn read_mask(file: &H5File, group: &str, key: &str) -> Result<Option<Array2<bool>>, EvalError> {
+    let name = format!("{group}/{key}");
+    if !file.has(&name) {
+        return Ok(None);
+    }
+    let shape = file.shape(&name)?;
+    let flat = file.read_bool(&name)?;
+    let rank_err = || {
+        in_file(
+            file,
+            group,
+            GroupError::Rank {
+                key: Key::target(key),
+                shape: shape.clone(),
+                ndim: shape.len(),
+                expected: 2,
+            },
+        )
+    };
+    let &[n, k] = shape.as_slice() else {
+        return Err(rank_err());
+    };
+    Array2::from_shape_vec((n, k), flat)
+        .map(Some)
+        .map_err(|_| rank_err())
+}
+
+/// Per-condition trial lists: variable-length (current nlb_tools) or, when every condition has
+/// the same number of trials, a 2-D integer array.
+fn read_cond_idx(
+    file: &H5File,
+    group: &str,
+    n_trials: usize,
+) -> Result<Option<Vec<Vec<usize>>>, EvalError> {
+    let name = format!("{group}/eval_cond_idx");
+    if !file.has(&name) {
+        return Ok(None);
+    }
+    let lists = match file.read_vlen_i64(&name) {
+        Ok(l) => l,
+        Err(vlen_err) => {
+            let shape = file.shape(&name)?;
+            let flat = file.read_i64(&name).map_err(|_| vlen_err)?;
+            let width = shape.get(1).copied().unwrap_or(1);
+            flat.chunks(width.max(1)).map(<[i64]>::to_vec).collect()
+        }
+    };
+    lists
+        .into_iter()
+        .enumerate()
+        .map(|(c, l)| {
+            l.into_iter()
+                .map(|i| {
+                    usize::try_from(i).map_err(|_| {
+                        in_file(
+                            file,
+                            group,
+                            GroupError::Metric {
+                                metric: "psth R2",
+                                key: Key::target("eval_cond_idx"),
+                                source: MetricError::TrialIndex {
+                                    condition: c,
+                                    index: i,
+                                    n_trials,
+                                },
+                            },
+                        )
+                    })
+                })
+                .collect()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+impl TargetGroup {
+    /// Reads group `group` (e.g. `mc_maze_20`) of an NLB target file, converting to float64.
+    ///
+    /// Only `eval_spikes_heldout` is required here; what else a dataset needs is checked when it
+    /// is scored, so a training loop can load a target once and score against it repeatedly.
+    pub fn read(file: &H5File, group: &str) -> Result<Self, EvalError> {
+        let eval_spikes_heldout = read3(file, group, "eval_spikes_heldout", Key::target)?;
+        let n_trials = eval_spikes_heldout.len_of(Axis(0));
+        let opt3 = |key: &str| -> Result<Option<Array3<f64>>, EvalError> {
+            if file.has(&format!("{group}/{key}")) {
+                read3(file, group, key, Key::target).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let jitter_name = format!("{group}/eval_jitter");
+        Ok(Self {
+            train_behavior: read_opt(file, group, "train_behavior")?,
+            eval_behavior: read_opt(file, group, "eval_behavior")?,
+            train_decode_mask: read_mask(file, group, "train_decode_mask")?,
+            eval_decode_mask: read_mask(file, group, "eval_decode_mask")?,
+            psth: opt3("psth")?,
+            eval_cond_idx: read_cond_idx(file, group, n_trials)?,
+            eval_jitter: if file.has(&jitter_name) {
+                Some(file.read_i64(&jitter_name)?)
+            } else {
+                None
+            },
+            eval_spikes_heldin_forward: opt3("eval_spikes_heldin_forward")?,
+            eval_spikes_heldout_forward: opt3("eval_spikes_heldout_forward")?,
+            eval_spikes_heldout,
+        })
+    }
+}
+
+/// A submission group read from file, with held-in and held-out rates joined on the neuron axis.
+#[derive(Debug, Clone)]
+pub struct SubmissionGroup {
+    pub n_heldin: usize,
+    pub eval: Array3<f64>,
+    pub train: Option<Array3<f64>>,
+    pub eval_forward: Option<Array3<f64>>,
+}
+
+impl SubmissionGroup {
+    /// Reads the rate arrays of `group`. Eval rates are always required, training rates when
+    /// `need_train` (every dataset but dmfc_rsg), and forward rates are read when the submission
+    /// has `eval_rates_heldin_forward` and `target_has_forward`, as the reference does.
+    pub fn read(
+        file: &H5File,
+        group: &str,
+        need_train: bool,
+        target_has_forward: bool,
+    ) -> Result<Self, EvalError> {
+        let pair = |prefix: &str, suffix: &str| -> Result<(Array3<f64>, usize), EvalError> {
+            let hi_key = format!("{prefix}_heldin{suffix}");
+            let ho_key = format!("{prefix}_heldout{suffix}");
+            let hi = read3(file, group, &hi_key, Key::submission)?;
+            let ho = read3(file, group, &ho_key, Key::submission)?;
+            if hi.shape()[..2] != ho.shape()[..2] {
+                return Err(in_file(
+                    file,
+                    group,
+                    GroupError::Shape {
+                        key: Key::submission(ho_key),
+                        shape: ho.shape().to_vec(),
+                        other: Key::submission(hi_key),
+                        other_shape: hi.shape().to_vec(),
+                    },
+                ));
+            }
+            let n_in = hi.len_of(Axis(2));
+            let joined = ndarray::concatenate(Axis(2), &[hi.view(), ho.view()])
+                .expect("leading axes checked");
+            Ok((joined, n_in))
+        };
+        let (eval, n_heldin) = pair("eval_rates", "")?;
+        let same_heldin = |arr: (Array3<f64>, usize), key: &str| {
+            if arr.1 == n_heldin {
+                Ok(arr.0)
+            } else {
+                Err(in_file(
+                    file,
+                    group,
+                    GroupError::Shape {
+                        key: Key::submission(key),
+                        shape: vec![arr.0.len_of(Axis(0)), arr.0.len_of(Axis(1)), arr.1],
+                        other: Key::submission("eval_rates_heldin"),
+                        other_shape: vec![eval.len_of(Axis(0)), eval.len_of(Axis(1)), n_heldin],
+                    },
+                ))
+            }
+        };
+        let train = if need_train {
+            Some(same_heldin(pair("train_rates", "")?, "train_rates_heldin")?)
+        } else {
+            None
+        };
+        let has_fwd = file.has(&format!("{group}/eval_rates_heldin_forward"));
+        let eval_forward = if has_fwd && target_has_forward {
+            Some(same_heldin(
+                pair("eval_rates", "_forward")?,
+                "eval_rates_heldin_forward",
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            n_heldin,
+            eval,
+            train,
+            eval_forward,
+        })
+    }
+
+    /// Views for [`evaluate_group`].
+    pub fn rates(&self) -> GroupRates<'_> {
+        GroupRates {
+            n_heldin: self.n_heldin,
+            eval: self.eval.view(),
+            train: self.train.as_ref().map(|a| a.view()),
+            eval_forward: self.eval_forward.as_ref().map(|a| a.view()),
+        }
+    }
+}

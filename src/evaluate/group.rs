@@ -1,0 +1,426 @@
+//! Scoring one dataset group (one dataset at one bin width) from in-memory arrays.
+
+use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
+
+use super::error::{GroupError, Key, MetricError};
+use super::metrics::{bits_per_spike, psth_r2, tp_corr, ZERO_RATE};
+use super::ridge::{velocity_r2, DecodeSplit};
+
+/// The NLB'21 datasets, in the order nlb_tools' evaluator visits them.
+///
+/// The evaluator keys everything on these names, and the three scaling datasets are reported
+/// together, so the set is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dataset {
+    McMaze,
+    McRtt,
+    Area2Bump,
+    DmfcRsg,
+    McMazeLarge,
+    McMazeMedium,
+    McMazeSmall,
+}
+
+impl Dataset {
+    /// Visiting order of the reference evaluator; results come out in this order.
+    pub const ALL: [Dataset; 7] = [
+        Dataset::McMaze,
+        Dataset::McRtt,
+        Dataset::Area2Bump,
+        Dataset::DmfcRsg,
+        Dataset::McMazeLarge,
+        Dataset::McMazeMedium,
+        Dataset::McMazeSmall,
+    ];
+
+    /// The name used in file groups and result keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::McMaze => "mc_maze",
+            Dataset::McRtt => "mc_rtt",
+            Dataset::Area2Bump => "area2_bump",
+            Dataset::DmfcRsg => "dmfc_rsg",
+            Dataset::McMazeLarge => "mc_maze_large",
+            Dataset::McMazeMedium => "mc_maze_medium",
+            Dataset::McMazeSmall => "mc_maze_small",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// `[500]`, `[250]` or `[100]` (training trials) for the scaling datasets, whose metrics are
+    /// merged into one leaderboard entry and told apart by this prefix.
+    pub fn scaling_prefix(self) -> Option<&'static str> {
+        match self {
+            Dataset::McMazeLarge => Some("[500]"),
+            Dataset::McMazeMedium => Some("[250]"),
+            Dataset::McMazeSmall => Some("[100]"),
+            _ => None,
+        }
+    }
+
+    /// dmfc_rsg is scored with tp corr instead of vel R2 and needs no training rates.
+    pub fn is_dmfc(self) -> bool {
+        self == Dataset::DmfcRsg
+    }
+
+    /// HDF5 group of this dataset at `bin_ms`: no suffix at 5 ms, `_<bin>` otherwise.
+    pub fn group(self, bin_ms: u32) -> String {
+        if bin_ms == 5 {
+            self.name().to_string()
+        } else {
+            format!("{}_{bin_ms}", self.name())
+        }
+    }
+}
+
+/// The contents of one target group (`eval_target.h5`), as float64 where numeric.
+///
+/// Optional fields are the keys a target may lack; which ones a dataset needs is checked by
+/// [`evaluate_group`], which names any missing key.
+#[derive(Debug, Clone, Default)]
+pub struct TargetGroup {
+    /// `[trials, T, held-out neurons]`, NaN outside each trial's scored window.
+    pub eval_spikes_heldout: Array3<f64>,
+    /// `[trials, T, C]` velocities, or `[trials, 5]` task variables for dmfc_rsg.
+    pub train_behavior: Option<ArrayD<f64>>,
+    pub eval_behavior: Option<ArrayD<f64>>,
+    pub train_decode_mask: Option<Array2<bool>>,
+    pub eval_decode_mask: Option<Array2<bool>>,
+    /// `[conditions, T, held-in + held-out neurons]`.
+    pub psth: Option<Array3<f64>>,
+    /// Eval trials of each PSTH condition.
+    pub eval_cond_idx: Option<Vec<Vec<usize>>>,
+    /// Per eval trial shift in bins (dmfc_rsg).
+    pub eval_jitter: Option<Vec<i64>>,
+    pub eval_spikes_heldin_forward: Option<Array3<f64>>,
+    pub eval_spikes_heldout_forward: Option<Array3<f64>>,
+}
+
+/// Predicted rates for one group, held-in and held-out neurons side by side on the last axis.
+///
+/// Side by side is how a model produces them (one readout over all neurons), so training can pass
+/// views of its own output without copying. `n_heldin` says where held-out neurons begin.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRates<'a> {
+    pub n_heldin: usize,
+    /// `[eval trials, T, neurons]`.
+    pub eval: ArrayView3<'a, f64>,
+    /// `[train trials, T, neurons]`; required except for dmfc_rsg.
+    pub train: Option<ArrayView3<'a, f64>>,
+    /// `[eval trials, forward bins, neurons]`; fp-bps is scored only when present.
+    pub eval_forward: Option<ArrayView3<'a, f64>>,
+}
+
+/// The metrics of one group; `None` where the dataset or the inputs do not define one.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Metrics {
+    pub co_bps: f64,
+    pub vel_r2: Option<f64>,
+    pub tp_corr: Option<f64>,
+    pub psth_r2: Option<f64>,
+    pub fp_bps: Option<f64>,
+}
+
+impl Metrics {
+    /// `(key, value)` pairs with nlb_tools' key names, in its order.
+    pub fn entries(&self) -> Vec<(&'static str, f64)> {
+        let mut out = vec![("co-bps", self.co_bps)];
+        out.extend(self.tp_corr.map(|v| ("tp corr", v)));
+        out.extend(self.vel_r2.map(|v| ("vel R2", v)));
+        out.extend(self.psth_r2.map(|v| ("psth R2", v)));
+        out.extend(self.fp_bps.map(|v| ("fp-bps", v)));
+        out
+    }
+}
+
+/// Scores one group exactly as nlb_tools' `evaluate` scores `<dataset><suffix>`.
+///
+/// Shapes are checked up front against the target so that errors name the keys involved.
+/// One quirk of the reference is reproduced on purpose: its co-bps step turns exact zeros of the
+/// held-out eval rates into 1e-9 *in place* whenever the held-out spikes hold no NaN, and the
+/// altered rates then feed vel R2, tp corr and PSTH R2.
+pub fn evaluate_group(
+    dataset: Dataset,
+    target: &TargetGroup,
+    rates: &GroupRates<'_>,
+) -> Result<Metrics, GroupError> {
+    let spikes = target.eval_spikes_heldout.view();
+    let eval = rates.eval;
+    let nh = rates.n_heldin;
+    let (n_eval, t_len, n_all) = eval.dim();
+    let (_, _, n_out) = spikes.dim();
+    let heldout_shape = [n_eval, t_len, n_all.saturating_sub(nh)];
+    if nh > n_all || heldout_shape[..] != spikes.shape()[..] {
+        return Err(GroupError::Shape {
+            key: Key::submission("eval_rates_heldout"),
+            shape: heldout_shape.to_vec(),
+            other: Key::target("eval_spikes_heldout"),
+            other_shape: spikes.shape().to_vec(),
+        });
+    }
+
+    let heldout = eval.slice(s![.., .., nh..]);
+    let co_bps = bits_per_spike(heldout, spikes).map_err(|e| GroupError::Metric {
+        metric: "co-bps",
+        key: Key::submission("eval_rates_heldout"),
+        source: e,
+    })?;
+    let patched =
+        (!spikes.iter().any(|v| v.is_nan()) && heldout.iter().any(|&v| v == 0.0)).then(|| {
+            let mut owned = eval.to_owned();
+            owned
+                .slice_mut(s![.., .., nh..])
+                .mapv_inplace(|v| if v == 0.0 { ZERO_RATE } else { v });
+            owned
+        });
+    let eval = match &patched {
+        Some(a) => a.view(),
+        None => rates.eval.view(),
+    };
+    let mut metrics = Metrics {
+        co_bps,
+        ..Metrics::default()
+    };
+
+    if dataset.is_dmfc() {
+        let behavior = behavior_2d(target, n_eval)?;
+        metrics.tp_corr =
+            Some(
+                tp_corr(spikes, eval, behavior).map_err(|e| GroupError::Metric {
+                    metric: "tp corr",
+                    key: Key::submission("eval_rates_heldin/eval_rates_heldout"),
+                    source: e,
+                })?,
+            );
+    } else {
+        metrics.vel_r2 = Some(vel_r2(target, rates, eval, n_out)?);
+    }
+
+    if let Some(psth) = &target.psth {
+        let cond_idx = target.eval_cond_idx.as_ref().ok_or(GroupError::Missing {
+            key: Key::target("eval_cond_idx"),
+        })?;
+        check_dims(
+            ("eval_rates_heldin/eval_rates_heldout", eval.shape()),
+            ("psth", psth.shape()),
+            &[(1, 1), (2, 2)],
+        )?;
+        if let Some(j) = &target.eval_jitter {
+            if j.len() != n_eval {
+                return Err(GroupError::Shape {
+                    key: Key::target("eval_jitter"),
+                    shape: vec![j.len()],
+                    other: Key::submission("eval_rates_heldout"),
+                    other_shape: heldout_shape.to_vec(),
+                });
+            }
+        }
+        let r2 =
+            psth_r2(psth.view(), eval, cond_idx, target.eval_jitter.as_deref()).map_err(|e| {
+                GroupError::Metric {
+                    metric: "psth R2",
+                    key: Key::submission("eval_rates_heldin/eval_rates_heldout"),
+                    source: e,
+                }
+            })?;
+        metrics.psth_r2 = Some(r2);
+    }
+
+    if let (Some(fwd), Some(sp_in)) = (rates.eval_forward, &target.eval_spikes_heldin_forward) {
+        let sp_out = target
+            .eval_spikes_heldout_forward
+            .as_ref()
+            .ok_or(GroupError::Missing {
+                key: Key::target("eval_spikes_heldout_forward"),
+            })?;
+        let (nf, tf, _) = fwd.dim();
+        for (key, part, spk_key, spk) in [
+            (
+                "eval_rates_heldin_forward",
+                fwd.slice(s![.., .., ..nh]),
+                "eval_spikes_heldin_forward",
+                sp_in,
+            ),
+            (
+                "eval_rates_heldout_forward",
+                fwd.slice(s![.., .., nh..]),
+                "eval_spikes_heldout_forward",
+                sp_out,
+            ),
+        ] {
+            if part.shape() != spk.shape() {
+                return Err(GroupError::Shape {
+                    key: Key::submission(key),
+                    shape: vec![nf, tf, part.len_of(Axis(2))],
+                    other: Key::target(spk_key),
+                    other_shape: spk.shape().to_vec(),
+                });
+            }
+        }
+        let fwd_spikes = ndarray::concatenate(Axis(2), &[sp_in.view(), sp_out.view()])
+            .expect("forward shapes checked");
+        let fp = bits_per_spike(fwd, fwd_spikes.view()).map_err(|e| GroupError::Metric {
+            metric: "fp-bps",
+            key: Key::submission(forward_key(&e, nh)),
+            source: e,
+        })?;
+        metrics.fp_bps = Some(fp);
+    }
+    Ok(metrics)
+}
+
+/// Which forward key a bad-rate index points into (the arrays are scored concatenated).
+fn forward_key(e: &MetricError, nh: usize) -> &'static str {
+    match e {
+        MetricError::NanRate { index } | MetricError::NegativeRate { index, .. }
+            if index.get(2).is_some_and(|&j| j >= nh) =>
+        {
+            "eval_rates_heldout_forward"
+        }
+        _ => "eval_rates_heldin_forward",
+    }
+}
+
+fn vel_r2(
+    target: &TargetGroup,
+    rates: &GroupRates<'_>,
+    eval: ArrayView3<'_, f64>,
+    n_out: usize,
+) -> Result<f64, GroupError> {
+    let train = rates.train.ok_or(GroupError::Missing {
+        key: Key::submission("train_rates_heldin"),
+    })?;
+    let train_b = behavior_3d(target.train_behavior.as_ref(), "train_behavior")?;
+    let eval_b = behavior_3d(target.eval_behavior.as_ref(), "eval_behavior")?;
+    let nh = rates.n_heldin;
+    if train.len_of(Axis(2)) != nh + n_out {
+        return Err(GroupError::Shape {
+            key: Key::submission("train_rates_heldin/train_rates_heldout"),
+            shape: train.shape().to_vec(),
+            other: Key::submission("eval_rates_heldin/eval_rates_heldout"),
+            other_shape: eval.shape().to_vec(),
+        });
+    }
+    check_dims(
+        ("train_rates_heldin/train_rates_heldout", train.shape()),
+        ("train_behavior", train_b.shape()),
+        &[(0, 0), (1, 1)],
+    )?;
+    check_dims(
+        ("eval_rates_heldin/eval_rates_heldout", eval.shape()),
+        ("eval_behavior", eval_b.shape()),
+        &[(0, 0), (1, 1)],
+    )?;
+    let masks = [
+        (
+            "train_decode_mask",
+            &target.train_decode_mask,
+            train.dim().0,
+        ),
+        ("eval_decode_mask", &target.eval_decode_mask, eval.dim().0),
+    ];
+    for (key, mask, n) in masks {
+        if let Some(m) = mask {
+            if m.nrows() != n {
+                return Err(GroupError::Shape {
+                    key: Key::target(key),
+                    shape: m.shape().to_vec(),
+                    other: Key::submission(if key.starts_with("train") {
+                        "train_rates_heldin"
+                    } else {
+                        "eval_rates_heldin"
+                    }),
+                    other_shape: vec![n],
+                });
+            }
+        }
+    }
+    velocity_r2(
+        DecodeSplit {
+            rates: train,
+            behavior: train_b,
+            decode_mask: target.train_decode_mask.as_ref().map(|m| m.view()),
+        },
+        DecodeSplit {
+            rates: eval,
+            behavior: eval_b,
+            decode_mask: target.eval_decode_mask.as_ref().map(|m| m.view()),
+        },
+    )
+    .map_err(|e| GroupError::Metric {
+        metric: "vel R2",
+        key: Key::submission(match &e {
+            MetricError::NanInput { what, .. } if what.starts_with("train") => {
+                "train_rates_heldin/train_rates_heldout"
+            }
+            _ => "eval_rates_heldin/eval_rates_heldout",
+        }),
+        source: e,
+    })
+}
+
+fn behavior_3d<'a>(
+    b: Option<&'a ArrayD<f64>>,
+    key: &'static str,
+) -> Result<ArrayView3<'a, f64>, GroupError> {
+    let b = b.ok_or(GroupError::Missing {
+        key: Key::target(key),
+    })?;
+    b.view()
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| GroupError::Rank {
+            key: Key::target(key),
+            shape: b.shape().to_vec(),
+            ndim: b.ndim(),
+            expected: 3,
+        })
+}
+
+fn behavior_2d(target: &TargetGroup, n_eval: usize) -> Result<ArrayView2<'_, f64>, GroupError> {
+    let key = "eval_behavior";
+    let b = target.eval_behavior.as_ref().ok_or(GroupError::Missing {
+        key: Key::target(key),
+    })?;
+    let v = b
+        .view()
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| GroupError::Rank {
+            key: Key::target(key),
+            shape: b.shape().to_vec(),
+            ndim: b.ndim(),
+            expected: 2,
+        })?;
+    if v.nrows() != n_eval || v.ncols() < 5 {
+        return Err(GroupError::Shape {
+            key: Key::target(key),
+            shape: v.shape().to_vec(),
+            other: Key::submission("eval_rates_heldout"),
+            other_shape: vec![n_eval],
+        });
+    }
+    Ok(v)
+}
+
+/// Checks that axis `a` of the submission array equals axis `b` of the target array, for each pair.
+fn check_dims(
+    (sub_key, sub): (&str, &[usize]),
+    (tgt_key, tgt): (&str, &[usize]),
+    axes: &[(usize, usize)],
+) -> Result<(), GroupError> {
+    let ok = axes
+        .iter()
+        .all(|&(a, b)| sub.get(a).is_some() && sub.get(a) == tgt.get(b));
+    if ok {
+        Ok(())
+    } else {
+        Err(GroupError::Shape {
+            key: Key::submission(sub_key),
+            shape: sub.to_vec(),
+            other: Key::target(tgt_key),
+            other_shape: tgt.to_vec(),
+        })
+    }
+}

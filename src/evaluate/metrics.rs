@@ -1,0 +1,685 @@
+//! The NLB metrics on in-memory arrays: Poisson likelihood, bits/spike, R², PSTH R² and tp corr.
+//!
+//! Every function takes `f64` views and leaves its inputs untouched, so a training loop can score
+//! its own predictions without writing files. Semantics follow nlb_tools' evaluator (spec §10).
+
+use ndarray::{ArrayView, ArrayView2, ArrayView3, Axis, Dimension, Zip};
+
+use super::error::MetricError;
+
+/// The rate that replaces an exact zero, so a zero prediction costs a large but finite penalty.
+pub const ZERO_RATE: f64 = 1e-9;
+
+/// Poisson negative log-likelihood `Σ r − n·ln r + lnΓ(n+1)` over the elements whose spike count
+/// is not NaN, with zero rates replaced by [`ZERO_RATE`].
+///
+/// NaN spike counts mark bins outside a trial's window, so they are skipped rather than rejected;
+/// a NaN or negative rate where the count is defined is a broken prediction and is an error.
+pub fn poisson_nll<D: Dimension>(
+    rates: ArrayView<'_, f64, D>,
+    spikes: ArrayView<'_, f64, D>,
+) -> Result<f64, MetricError> {
+    check_same_shape("rates vs spikes", rates.shape(), spikes.shape())?;
+    let mut sum = 0.0;
+    let mut bad = false;
+    Zip::from(&rates).and(&spikes).for_each(|&r, &n| {
+        if n.is_nan() {
+            return;
+        }
+        if r.is_nan() || r < 0.0 {
+            bad = true;
+            return;
+        }
+        let r = if r == 0.0 { ZERO_RATE } else { r };
+        sum += r - n * r.ln() + ln_gamma(n + 1.0);
+    });
+    if bad {
+        return Err(first_bad_rate(&rates, &spikes));
+    }
+    Ok(sum)
+}
+
+/// Bits per spike: how much better than a per-neuron constant rate the prediction explains the
+/// spikes, `(NLL(λ) − NLL(rates)) / Σn / ln 2`.
+///
+/// The null rate `λ` of each neuron (last axis) is the NaN-ignoring mean of the very spikes being
+/// scored, as in nlb_tools, so scores from different splits are not comparable to each other's null
+/// models. The `lnΓ(n+1)` terms of the two likelihoods cancel and are left out of the sum.
+pub fn bits_per_spike<D: Dimension>(
+    rates: ArrayView<'_, f64, D>,
+    spikes: ArrayView<'_, f64, D>,
+) -> Result<f64, MetricError> {
+    check_same_shape("rates vs spikes", rates.shape(), spikes.shape())?;
+    let Some(last) = spikes.ndim().checked_sub(1) else {
+        return Err(MetricError::Shape {
+            what: "bits/spike needs a neuron axis".into(),
+            left: vec![],
+            right: vec![],
+        });
+    };
+    let n_neurons = spikes.len_of(Axis(last));
+    let mut sums = vec![0.0; n_neurons];
+    let mut counts = vec![0usize; n_neurons];
+    for lane in spikes.lanes(Axis(last)) {
+        for (j, &n) in lane.iter().enumerate() {
+            if !n.is_nan() {
+                sums[j] += n;
+                counts[j] += 1;
+            }
+        }
+    }
+    let null: Vec<f64> = sums
+        .iter()
+        .zip(&counts)
+        .map(|(&s, &c)| {
+            let mean = s / c as f64;
+            if mean == 0.0 {
+                ZERO_RATE
+            } else {
+                mean
+            }
+        })
+        .collect();
+
+    let (mut gain, mut total, mut bad) = (0.0, 0.0, false);
+    Zip::from(rates.lanes(Axis(last)))
+        .and(spikes.lanes(Axis(last)))
+        .for_each(|r_lane, n_lane| {
+            let mut lane_gain = 0.0;
+            for ((&r, &n), &lam) in r_lane.iter().zip(n_lane.iter()).zip(&null) {
+                if n.is_nan() {
+                    continue;
+                }
+                if r.is_nan() || r < 0.0 {
+                    bad = true;
+                    continue;
+                }
+                let r = if r == 0.0 { ZERO_RATE } else { r };
+                lane_gain += (lam - n * lam.ln()) - (r - n * r.ln());
+                total += n;
+            }
+            gain += lane_gain;
+        });
+    if bad {
+        return Err(first_bad_rate(&rates, &spikes));
+    }
+    Ok(gain / total / std::f64::consts::LN_2)
+}
+
+/// Locates the first NaN or negative rate (in logical order) for the error message; only called
+/// once the fast pass has seen one.
+fn first_bad_rate<D: Dimension>(
+    rates: &ArrayView<'_, f64, D>,
+    spikes: &ArrayView<'_, f64, D>,
+) -> MetricError {
+    let mut nan = None;
+    for ((idx, &r), &n) in rates.indexed_iter().zip(spikes.iter()) {
+        if n.is_nan() {
+            continue;
+        }
+        let index = idx.into_pattern_vec();
+        if r.is_nan() {
+            nan.get_or_insert(index);
+        } else if r < 0.0 && nan.is_none() {
+            return MetricError::NegativeRate { index, value: r };
+        }
+    }
+    MetricError::NanRate {
+        index: nan.unwrap_or_default(),
+    }
+}
+
+trait PatternVec {
+    fn into_pattern_vec(self) -> Vec<usize>;
+}
+
+impl<P: ndarray::IntoDimension> PatternVec for P {
+    fn into_pattern_vec(self) -> Vec<usize> {
+        self.into_dimension().slice().to_vec()
+    }
+}
+
+fn check_same_shape(what: &str, left: &[usize], right: &[usize]) -> Result<(), MetricError> {
+    if left == right {
+        Ok(())
+    } else {
+        Err(MetricError::Shape {
+            what: what.into(),
+            left: left.to_vec(),
+            right: right.to_vec(),
+        })
+    }
+}
+
+/// Natural log of the gamma function (Lanczos, g = 7, 9 terms; relative error ≈ 1e-15).
+///
+/// Rust's `f64::ln_gamma` is still unstable, and the Poisson likelihood needs `lnΓ(n+1)` for
+/// possibly non-integer counts (smoothed or averaged spikes).
+pub fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        let pi = std::f64::consts::PI;
+        return (pi / (pi * x).sin().abs()).ln() - ln_gamma(1.0 - x);
+    }
+    if x == 1.0 || x == 2.0 {
+        return 0.0;
+    }
+    let x = x - 1.0;
+    let mut a = C[0];
+    for (i, &c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    let t = x + G + 0.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// sklearn's `r2_score` with uniform averaging over outputs (columns).
+///
+/// Uniform, not variance-weighted, averaging is what sklearn ≥ 0.23 and therefore the leaderboard
+/// use. An output whose truth is constant scores 1 if predicted exactly and 0 otherwise, so a flat
+/// channel neither crashes nor dominates the mean. Fewer than two rows give NaN, as in sklearn.
+pub fn r2_score(y_true: ArrayView2<'_, f64>, y_pred: ArrayView2<'_, f64>) -> f64 {
+    assert_eq!(y_true.shape(), y_pred.shape(), "r2_score: shape mismatch");
+    let (n, q) = y_true.dim();
+    if n < 2 || q == 0 {
+        return f64::NAN;
+    }
+    let mut total = 0.0;
+    for (t, p) in y_true.columns().into_iter().zip(y_pred.columns()) {
+        let ss_res: f64 = t.iter().zip(p.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
+        let first = t[0];
+        let constant = t.iter().all(|&v| v == first);
+        let ss_tot = if constant {
+            0.0
+        } else {
+            let mean = t.sum() / n as f64;
+            t.iter().map(|v| (v - mean) * (v - mean)).sum()
+        };
+        total += r2_from_sums(ss_res, ss_tot);
+    }
+    total / q as f64
+}
+
+/// One output's R² from its residual and total sums of squares, with sklearn's `force_finite`.
+pub(crate) fn r2_from_sums(ss_res: f64, ss_tot: f64) -> f64 {
+    match (ss_res != 0.0, ss_tot != 0.0) {
+        (_, true) => 1.0 - ss_res / ss_tot,
+        (true, false) => 0.0,
+        (false, false) => 1.0,
+    }
+}
+
+/// Pearson's r with scipy 1.7 `pearsonr` conventions: NaN if either input is constant, the sign
+/// product for two points, and the result clipped to [−1, 1].
+///
+/// Panics if the inputs differ in length or hold fewer than two points; callers check that.
+pub fn pearson_r(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "pearson_r: length mismatch");
+    let n = x.len();
+    assert!(n >= 2, "pearson_r needs at least two points");
+    if x.iter().all(|&v| v == x[0]) || y.iter().all(|&v| v == y[0]) {
+        return f64::NAN;
+    }
+    if n == 2 {
+        return (x[1] - x[0]).signum() * (y[1] - y[0]).signum();
+    }
+    let mx = x.iter().sum::<f64>() / n as f64;
+    let my = y.iter().sum::<f64>() / n as f64;
+    let nx = x.iter().map(|v| (v - mx) * (v - mx)).sum::<f64>().sqrt();
+    let ny = y.iter().map(|v| (v - my) * (v - my)).sum::<f64>().sqrt();
+    let r: f64 = x
+        .iter()
+        .zip(y)
+        .map(|(a, b)| ((a - mx) / nx) * ((b - my) / ny))
+        .sum();
+    r.clamp(-1.0, 1.0)
+}
+
+/// PSTH R²: how well the condition-averaged predicted rates match the true PSTHs.
+///
+/// * `psth` `[conditions, T, neurons]`: the target PSTH; NaN in neuron 0 marks padding rows.
+/// * `eval_rates` `[trials, T, neurons]`: held-in and held-out rates side by side, in the PSTH's
+///   column order.
+/// * `eval_cond_idx[c]`: the eval trials of condition `c`; conditions without trials are skipped.
+/// * `eval_jitter`: per-trial shift in bins (dmfc), undone before averaging; `None` means 0.
+///
+/// Predicted means propagate NaN (a jitter that shifts padding into a scored row is an error),
+/// while the target PSTH was built with NaN-skipping means.
+pub fn psth_r2(
+    psth: ArrayView3<'_, f64>,
+    eval_rates: ArrayView3<'_, f64>,
+    eval_cond_idx: &[Vec<usize>],
+    eval_jitter: Option<&[i64]>,
+) -> Result<f64, MetricError> {
+    let (n_trials, t_len, n_neurons) = eval_rates.dim();
+    if psth.len_of(Axis(1)) != t_len || psth.len_of(Axis(2)) != n_neurons {
+        return Err(MetricError::Shape {
+            what: "psth [conditions, T, neurons] vs eval_rates [trials, T, neurons]".into(),
+            left: psth.shape().to_vec(),
+            right: eval_rates.shape().to_vec(),
+        });
+    }
+    if eval_cond_idx.len() != psth.len_of(Axis(0)) {
+        return Err(MetricError::Shape {
+            what: "eval_cond_idx [conditions] vs psth [conditions, T, neurons]".into(),
+            left: vec![eval_cond_idx.len()],
+            right: psth.shape().to_vec(),
+        });
+    }
+    if let Some(j) = eval_jitter {
+        if j.len() != n_trials {
+            return Err(MetricError::Shape {
+                what: "eval_jitter [trials] vs eval_rates [trials, T, neurons]".into(),
+                left: vec![j.len()],
+                right: eval_rates.shape().to_vec(),
+            });
+        }
+    }
+    let mut truth: Vec<f64> = Vec::new();
+    let mut pred: Vec<f64> = Vec::new();
+    let mut mean = ndarray::Array2::<f64>::zeros((t_len, n_neurons));
+    for (c, trials) in eval_cond_idx.iter().enumerate() {
+        if trials.is_empty() {
+            continue;
+        }
+        mean.fill(0.0);
+        for &i in trials {
+            if i >= n_trials {
+                return Err(MetricError::TrialIndex {
+                    condition: c,
+                    index: i as i64,
+                    n_trials,
+                });
+            }
+            let jit = eval_jitter.map_or(0, |j| j[i]);
+            for (t, mut row) in mean.rows_mut().into_iter().enumerate() {
+                let src = t as i64 - jit;
+                if src < 0 || src >= t_len as i64 {
+                    row.fill(f64::NAN);
+                } else {
+                    row += &eval_rates.slice(ndarray::s![i, src as usize, ..]);
+                }
+            }
+        }
+        mean /= trials.len() as f64;
+        for t in 0..t_len {
+            let target_row = psth.slice(ndarray::s![c, t, ..]);
+            if target_row[0].is_nan() {
+                continue;
+            }
+            if let Some(j) = target_row.iter().position(|v| v.is_nan()) {
+                return Err(MetricError::NanInput {
+                    what: "psth",
+                    index: vec![c, t, j],
+                });
+            }
+            let pred_row = mean.row(t);
+            if pred_row.iter().any(|v| v.is_nan()) {
+                return Err(MetricError::NanPrediction {
+                    condition: c,
+                    bin: t,
+                });
+            }
+            truth.extend(target_row.iter());
+            pred.extend(pred_row.iter());
+        }
+    }
+    if truth.is_empty() {
+        return Err(MetricError::TooFewRows {
+            what: "psth R2 (PSTH rows of conditions with eval trials)",
+            n: 0,
+            need: 1,
+        });
+    }
+    let rows = truth.len() / n_neurons;
+    let truth = ArrayView2::from_shape((rows, n_neurons), &truth).expect("rows × neurons");
+    let pred = ArrayView2::from_shape((rows, n_neurons), &pred).expect("rows × neurons");
+    Ok(r2_score(truth, pred))
+}
+
+/// tp corr (dmfc_rsg): the mean over conditions of the correlation between a trial's neural speed
+/// and its produced interval `tp`.
+///
+/// * `eval_spikes_heldout` `[trials, T, held-out neurons]`: only its neuron 0 is used, as the mask
+///   of valid time bins (the NaN padding outside set→go).
+/// * `eval_rates` `[trials, T, neurons]`: all neurons, held-in then held-out.
+/// * `eval_behavior` `[trials, ≥5]`: columns is_eye, theta, is_short, ts, tp; all-NaN rows are
+///   outlier trials and are ignored.
+///
+/// Speed is the mean Euclidean norm of the rate change between consecutive valid bins. Conditions
+/// are the distinct (is_eye, theta, is_short) rows; each needs at least two trials.
+pub fn tp_corr(
+    eval_spikes_heldout: ArrayView3<'_, f64>,
+    eval_rates: ArrayView3<'_, f64>,
+    eval_behavior: ArrayView2<'_, f64>,
+) -> Result<f64, MetricError> {
+    let (n_trials, t_len, _) = eval_rates.dim();
+    let sp = eval_spikes_heldout.shape();
+    if sp[0] != n_trials || sp[1] != t_len || sp[2] == 0 {
+        return Err(MetricError::Shape {
+            what: "eval_spikes_heldout [trials, T, ≥1] vs eval_rates [trials, T, neurons]".into(),
+            left: sp.to_vec(),
+            right: eval_rates.shape().to_vec(),
+        });
+    }
+    let bp = eval_behavior.shape();
+    if bp[0] != n_trials || bp[1] < 5 {
+        return Err(MetricError::Shape {
+            what: "eval_behavior [trials, ≥5] vs eval_rates [trials, T, neurons]".into(),
+            left: bp.to_vec(),
+            right: eval_rates.shape().to_vec(),
+        });
+    }
+    let speeds: Vec<f64> = (0..n_trials)
+        .map(|i| {
+            let valid: Vec<usize> = (0..t_len)
+                .filter(|&t| !eval_spikes_heldout[[i, t, 0]].is_nan())
+                .collect();
+            let steps = valid.len().saturating_sub(1);
+            let total: f64 = valid
+                .windows(2)
+                .map(|w| {
+                    let a = eval_rates.slice(ndarray::s![i, w[0], ..]);
+                    let b = eval_rates.slice(ndarray::s![i, w[1], ..]);
+                    a.iter()
+                        .zip(b.iter())
+                        .map(|(x, y)| (y - x) * (y - x))
+                        .sum::<f64>()
+                        .sqrt()
+                })
+                .sum();
+            total / steps as f64
+        })
+        .collect();
+
+    let key = |i: usize| -> [f64; 3] {
+        [
+            eval_behavior[[i, 0]],
+            eval_behavior[[i, 1]],
+            eval_behavior[[i, 2]],
+        ]
+    };
+    let mut conditions: Vec<[f64; 3]> = Vec::new();
+    for i in 0..n_trials {
+        let k = key(i);
+        if k.iter().all(|v| v.is_nan()) {
+            continue;
+        }
+        if k.iter().any(|v| v.is_nan()) {
+            return Err(MetricError::TooFewTrials {
+                condition: k.to_vec(),
+                n: 0,
+            });
+        }
+        if !conditions.contains(&k) {
+            conditions.push(k);
+        }
+    }
+    conditions.sort_by(|a, b| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut corrs = Vec::with_capacity(conditions.len());
+    for cond in &conditions {
+        let members: Vec<usize> = (0..n_trials).filter(|&i| key(i) == *cond).collect();
+        if members.len() < 2 {
+            return Err(MetricError::TooFewTrials {
+                condition: cond.to_vec(),
+                n: members.len(),
+            });
+        }
+        let x: Vec<f64> = members.iter().map(|&i| speeds[i]).collect();
+        let y: Vec<f64> = members.iter().map(|&i| eval_behavior[[i, 4]]).collect();
+        corrs.push(pearson_r(&x, &y));
+    }
+    Ok(corrs.iter().sum::<f64>() / corrs.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array3};
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn ln_gamma_matches_known_values() {
+        assert_eq!(ln_gamma(1.0), 0.0);
+        assert_eq!(ln_gamma(2.0), 0.0);
+        assert!(close(ln_gamma(11.0), 3_628_800f64.ln(), 1e-12));
+        assert!(close(
+            ln_gamma(0.5),
+            std::f64::consts::PI.sqrt().ln(),
+            1e-14
+        ));
+        assert!(close(ln_gamma(101.0), 363.739_375_555_563_5, 1e-10));
+        assert!(close(
+            ln_gamma(3.5),
+            (3.323_350_970_447_842_6f64).ln(),
+            1e-14
+        ));
+    }
+
+    #[test]
+    fn nll_by_hand() {
+        let r = array![[0.5, 2.0]];
+        let n = array![[1.0, 3.0]];
+        let want = (0.5 - 0.5f64.ln()) + (2.0 - 3.0 * 2f64.ln() + 6f64.ln());
+        assert!(close(poisson_nll(r.view(), n.view()).unwrap(), want, 1e-14));
+    }
+
+    #[test]
+    fn bps_of_the_null_model_is_zero_and_of_truth_positive() {
+        let spikes = array![[[0.0, 1.0], [2.0, 1.0]], [[0.0, 3.0], [2.0, 1.0]]];
+        let null = array![[[1.0, 1.5], [1.0, 1.5]], [[1.0, 1.5], [1.0, 1.5]]];
+        assert!(close(
+            bits_per_spike(null.view(), spikes.view()).unwrap(),
+            0.0,
+            1e-15
+        ));
+        let better = array![[[0.1, 1.0], [1.9, 1.0]], [[0.1, 2.9], [1.9, 1.0]]];
+        assert!(bits_per_spike(better.view(), spikes.view()).unwrap() > 0.0);
+    }
+
+    #[test]
+    fn bps_by_hand_matches_the_nll_difference() {
+        let spikes = array![[1.0, 0.0], [3.0, 2.0], [0.0, 1.0]];
+        let rates = array![[0.7, 0.2], [2.5, 1.5], [0.3, 0.9]];
+        let lam = array![[4.0 / 3.0, 1.0], [4.0 / 3.0, 1.0], [4.0 / 3.0, 1.0]];
+        let want = (poisson_nll(lam.view(), spikes.view()).unwrap()
+            - poisson_nll(rates.view(), spikes.view()).unwrap())
+            / 7.0
+            / std::f64::consts::LN_2;
+        let got = bits_per_spike(rates.view(), spikes.view()).unwrap();
+        assert!(close(got, want, 1e-14), "{got} vs {want}");
+    }
+
+    #[test]
+    fn nan_spikes_are_removed_with_their_rates() {
+        let spikes = array![[1.0, f64::NAN], [3.0, 2.0], [0.0, 1.0]];
+        let rates = array![[0.7, f64::NAN], [2.5, 1.5], [0.3, 0.9]];
+        // Null rates: neuron 0 averages three counts, neuron 1 only its two defined ones.
+        let lam = [4.0 / 3.0, 1.5];
+        let mut gain = 0.0;
+        for (r, n, j) in [
+            (0.7, 1.0, 0),
+            (2.5, 3.0, 0),
+            (0.3, 0.0, 0),
+            (1.5, 2.0, 1),
+            (0.9, 1.0, 1),
+        ] {
+            let l: f64 = lam[j];
+            gain += (l - n * l.ln()) - (r - n * f64::ln(r));
+        }
+        let want = gain / 7.0 / std::f64::consts::LN_2;
+        let got = bits_per_spike(rates.view(), spikes.view()).unwrap();
+        assert!(close(got, want, 1e-14), "{got} vs {want}");
+        assert!(poisson_nll(rates.view(), spikes.view())
+            .unwrap()
+            .is_finite());
+    }
+
+    #[test]
+    fn zero_rates_become_1e_minus_9() {
+        let spikes = array![[0.0], [1.0]];
+        let zero = array![[0.0], [1.0]];
+        let tiny = array![[ZERO_RATE], [1.0]];
+        assert_eq!(
+            bits_per_spike(zero.view(), spikes.view()).unwrap(),
+            bits_per_spike(tiny.view(), spikes.view()).unwrap()
+        );
+        assert_eq!(
+            poisson_nll(zero.view(), spikes.view()).unwrap(),
+            poisson_nll(tiny.view(), spikes.view()).unwrap()
+        );
+        // A silent neuron's null rate is zero and is floored the same way: finite result.
+        let silent = array![[0.0, 1.0], [0.0, 2.0]];
+        let rates = array![[0.1, 1.0], [0.1, 2.0]];
+        assert!(bits_per_spike(rates.view(), silent.view())
+            .unwrap()
+            .is_finite());
+    }
+
+    #[test]
+    fn negative_and_nan_rates_are_rejected_with_their_index() {
+        let spikes = array![[1.0, 0.0], [2.0, 1.0]];
+        let neg = array![[1.0, 0.5], [-0.25, 1.0]];
+        assert_eq!(
+            bits_per_spike(neg.view(), spikes.view()),
+            Err(MetricError::NegativeRate {
+                index: vec![1, 0],
+                value: -0.25
+            })
+        );
+        let nan = array![[1.0, f64::NAN], [2.0, 1.0]];
+        assert_eq!(
+            poisson_nll(nan.view(), spikes.view()),
+            Err(MetricError::NanRate { index: vec![0, 1] })
+        );
+        // …but a NaN rate where the spike count is NaN is fine.
+        let spikes = array![[1.0, f64::NAN], [2.0, 1.0]];
+        assert!(bits_per_spike(nan.view(), spikes.view()).is_ok());
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let a = Array3::<f64>::zeros((2, 3, 4));
+        let b = Array3::<f64>::zeros((2, 3, 5));
+        let err = bits_per_spike(a.view(), b.view()).unwrap_err();
+        assert!(err.to_string().contains("[2, 3, 4]") && err.to_string().contains("[2, 3, 5]"));
+    }
+
+    #[test]
+    fn r2_uniform_average_and_zero_variance_outputs() {
+        let t = array![[1.0, 5.0, 2.0], [2.0, 5.0, 2.0], [3.0, 5.0, 2.0]];
+        let p = array![[1.0, 5.0, 2.0], [2.0, 5.0, 2.5], [4.0, 5.0, 2.0]];
+        // Column 0: 1 − 1/2; column 1 constant and exact: 1; column 2 constant, missed: 0.
+        assert!(close(
+            r2_score(t.view(), p.view()),
+            (0.5 + 1.0 + 0.0) / 3.0,
+            1e-15
+        ));
+        assert!(r2_score(t.slice(ndarray::s![..1, ..]), p.slice(ndarray::s![..1, ..])).is_nan());
+    }
+
+    #[test]
+    fn pearson_conventions() {
+        assert!(close(
+            pearson_r(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]),
+            0.993_399_267_798_783,
+            1e-14
+        ));
+        assert_eq!(pearson_r(&[1.0, 2.0], &[5.0, 3.0]), -1.0);
+        assert!(pearson_r(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_nan());
+    }
+
+    #[test]
+    fn psth_r2_undoes_jitter_and_skips_padding() {
+        // One condition, two trials, T = 4, one neuron; the PSTH is padded (NaN) in its last row.
+        let psth = Array3::from_shape_vec((1, 4, 1), vec![1.0, 2.0, 3.0, f64::NAN]).unwrap();
+        // Trial 0 is unjittered; trial 1 lags by one bin and has jitter −1, which moves it back.
+        let rates = Array3::from_shape_vec((2, 4, 1), vec![1.0, 2.0, 3.0, 9.0, 9.0, 1.0, 2.0, 3.0])
+            .unwrap();
+        let exact = psth_r2(psth.view(), rates.view(), &[vec![0, 1]], Some(&[0, -1])).unwrap();
+        assert_eq!(exact, 1.0);
+        // Without undoing the jitter the fit is worse.
+        let raw = psth_r2(psth.view(), rates.view(), &[vec![0, 1]], None).unwrap();
+        assert!(raw < 1.0);
+        // A positive jitter shifts NaN into the first scored row: an error, as in nlb_tools.
+        let err = psth_r2(psth.view(), rates.view(), &[vec![0, 1]], Some(&[0, 1])).unwrap_err();
+        assert_eq!(
+            err,
+            MetricError::NanPrediction {
+                condition: 0,
+                bin: 0
+            }
+        );
+        // Conditions without eval trials are skipped; out-of-range trials are errors.
+        let two = ndarray::concatenate![Axis(0), psth, psth];
+        assert_eq!(
+            psth_r2(
+                two.view(),
+                rates.view(),
+                &[vec![], vec![0, 1]],
+                Some(&[0, -1])
+            )
+            .unwrap(),
+            1.0
+        );
+        assert!(matches!(
+            psth_r2(psth.view(), rates.view(), &[vec![2]], None),
+            Err(MetricError::TrialIndex { index: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn tp_corr_by_hand() {
+        // Four trials, two conditions of two trials each (so each r is ±1), one outlier (NaN row).
+        let t_len = 3;
+        let mut rates = Array3::<f64>::zeros((5, t_len, 1));
+        let mut spikes = Array3::<f64>::zeros((5, t_len, 1));
+        for (i, step) in [1.0, 2.0, 3.0, 1.0, 7.0].iter().enumerate() {
+            for t in 0..t_len {
+                rates[[i, t, 0]] = step * t as f64;
+            }
+        }
+        // Trial 1's last bin is padding: its speed comes from the first step only.
+        spikes[[1, 2, 0]] = f64::NAN;
+        rates[[1, 2, 0]] = 1e6;
+        let nan = f64::NAN;
+        let behavior = array![
+            [0.0, 1.0, 1.0, 0.0, 10.0],
+            [0.0, 1.0, 1.0, 0.0, 20.0],
+            [1.0, 0.0, 0.0, 0.0, 30.0],
+            [1.0, 0.0, 0.0, 0.0, 20.0],
+            [nan, nan, nan, nan, nan],
+        ];
+        let r = tp_corr(spikes.view(), rates.view(), behavior.view()).unwrap();
+        // Condition A: speeds 1, 2 vs tp 10, 20 → +1; condition B: speeds 3, 1 vs 30, 20 → +1.
+        assert_eq!(r, 1.0);
+        let lone = behavior.slice(ndarray::s![..3, ..]).to_owned();
+        let err = tp_corr(
+            spikes.slice(ndarray::s![..3, .., ..]),
+            rates.slice(ndarray::s![..3, .., ..]),
+            lone.view(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, MetricError::TooFewTrials { n: 1, .. }));
+    }
+}

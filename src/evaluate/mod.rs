@@ -1,0 +1,26 @@
+//! NLB'21 evaluation, numerically identical to nlb_tools' `evaluate` (spec §10).
+//!
+//! Three layers, each usable on its own:
+//!
+//! * [`metrics`] and [`velocity_r2`]: pure functions on `f64` arrays (bits/spike, vel R2, PSTH R2,
+//!   tp corr), for a training loop that scores its own predictions in memory;
+//! * [`evaluate_group`]: one dataset group from a [`TargetGroup`] and a model's [`GroupRates`],
+//!   checking shapes and naming the offending keys;
+//! * [`evaluate_files`]: a target file and a submission file, visited and reported like the
+//!   reference ([`Report`] for its JSON, [`format_table`] for people).
+//!
+//! Files are read only through [`crate::h5`]; nothing here depends on the model.
+
+mod error;
+mod files;
+mod group;
+pub mod metrics;
+mod report;
+mod ridge;
+
+pub use error::{EvalError, GroupError, Key, MetricError, Side};
+pub use files::{evaluate_files, SubmissionGroup, BIN_WIDTHS};
+pub use group::{evaluate_group, Dataset, GroupRates, Metrics, TargetGroup};
+pub use metrics::{bits_per_spike, pearson_r, poisson_nll, psth_r2, r2_score, tp_corr};
+pub use report::{format_table, DatasetResult, Report};
+pub use ridge::{alphas, velocity_r2, DecodeSplit, N_FOLDS};

@@ -1,0 +1,655 @@
+//! vel R2: cross-validated ridge regression from rates to behaviour, as sklearn's
+//! `GridSearchCV(Ridge(), {"alpha": logspace(-4, 0, 9)})` with its default 5-fold `KFold`.
+//!
+//! The rows never live in one big matrix: they are streamed in chunks from the trial tensors, and
+//! each fold's centred Gram matrix is assembled from per-fold sums taken around a common shift.
+//! One pass over the training rows therefore serves all five folds and the final refit, which is
+//! what keeps a full-size mc_maze evaluation under a second.
+
+use nalgebra::{Cholesky, DMatrix};
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
+
+use super::error::MetricError;
+use super::metrics::r2_score;
+
+/// The ridge penalties searched, `numpy.logspace(-4, 0, 9)`.
+pub fn alphas() -> [f64; 9] {
+    std::array::from_fn(|i| 10f64.powf(-4.0 + 0.5 * i as f64))
+}
+
+/// Number of contiguous, unshuffled cross-validation folds (sklearn's default `cv=5`).
+pub const N_FOLDS: usize = 5;
+
+const CHUNK: usize = 1024;
+
+/// A table of regression rows that can be copied out in chunks.
+pub(crate) trait RowSource: Sync {
+    fn n_rows(&self) -> usize;
+    fn n_features(&self) -> usize;
+    fn n_outputs(&self) -> usize;
+    /// Copies rows `start .. start + x.nrows()` into `x` (features) and `y` (outputs).
+    fn fill(&self, start: usize, x: ArrayViewMut2<'_, f64>, y: ArrayViewMut2<'_, f64>);
+}
+
+/// A fitted ridge model, in coordinates shifted by `x_shift` / `y_shift` for numerical accuracy.
+#[derive(Debug, Clone)]
+pub(crate) struct RidgeFit {
+    pub alpha: f64,
+    coef: Array2<f64>,
+    intercept: Array1<f64>,
+    x_shift: Array1<f64>,
+    y_shift: Array1<f64>,
+}
+
+/// Sums over a set of rows, all taken after subtracting the common shift.
+#[derive(Clone)]
+struct Sums {
+    n: usize,
+    xx: Array2<f64>,
+    x: Array1<f64>,
+    xy: Array2<f64>,
+    y: Array1<f64>,
+}
+
+impl Sums {
+    fn zeros(p: usize, q: usize) -> Self {
+        Self {
+            n: 0,
+            xx: Array2::zeros((p, p)),
+            x: Array1::zeros(p),
+            xy: Array2::zeros((p, q)),
+            y: Array1::zeros(q),
+        }
+    }
+
+    fn add(&mut self, other: &Sums) {
+        self.n += other.n;
+        self.xx += &other.xx;
+        self.x += &other.x;
+        self.xy += &other.xy;
+        self.y += &other.y;
+    }
+
+    /// Ridge with intercept on these rows: centre with their own means, then solve
+    /// `(XcᵀXc + αI) W = XcᵀYc` for each α, as sklearn's Cholesky solver does.
+    fn solve(&self, alphas: &[f64]) -> Vec<(Array2<f64>, Array1<f64>)> {
+        let n = self.n as f64;
+        let mx = &self.x / n;
+        let my = &self.y / n;
+        let xx_c = &self.xx - &(outer(&mx, &mx) * n);
+        let xy_c = &self.xy - &(outer(&mx, &my) * n);
+        let p = mx.len();
+        let rhs = to_na(&xy_c);
+        alphas
+            .iter()
+            .map(|&alpha| {
+                let mut a = to_na(&xx_c);
+                for i in 0..p {
+                    a[(i, i)] += alpha;
+                }
+                let w = solve_spd(a, &rhs);
+                let coef = Array2::from_shape_fn((p, rhs.ncols()), |(i, j)| w[(i, j)]);
+                let intercept = &my - &coef.t().dot(&mx);
+                (coef, intercept)
+            })
+            .collect()
+    }
+}
+
+fn outer(a: &Array1<f64>, b: &Array1<f64>) -> Array2<f64> {
+    Array2::from_shape_fn((a.len(), b.len()), |(i, j)| a[i] * b[j])
+}
+
+fn to_na(a: &Array2<f64>) -> DMatrix<f64> {
+    DMatrix::from_fn(a.nrows(), a.ncols(), |i, j| a[[i, j]])
+}
+
+/// Cholesky solve of a symmetric positive definite system, falling back to an SVD least-squares
+/// solve when rounding makes the matrix indefinite (sklearn falls back the same way).
+fn solve_spd(a: DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
+    match Cholesky::new(a.clone()) {
+        Some(chol) => chol.solve(b),
+        None => a
+            .svd(true, true)
+            .solve(b, f64::EPSILON)
+            .expect("SVD with both factors computed"),
+    }
+}
+
+/// `[start, end)` of each of the `k` contiguous folds of `n` rows; the first `n mod k` folds get
+/// one extra row (sklearn `KFold(shuffle=False)`).
+pub(crate) fn fold_bounds(n: usize, k: usize) -> Vec<(usize, usize)> {
+    let mut start = 0;
+    (0..k)
+        .map(|i| {
+            let len = n / k + usize::from(i < n % k);
+            let b = (start, start + len);
+            start += len;
+            b
+        })
+        .collect()
+}
+
+/// Streams rows `[start, end)` in chunks, shifted, and hands each chunk to `f`.
+fn for_chunks(
+    src: &dyn RowSource,
+    (start, end): (usize, usize),
+    x_shift: &Array1<f64>,
+    y_shift: &Array1<f64>,
+    mut f: impl FnMut(ArrayView2<'_, f64>, ArrayView2<'_, f64>),
+) {
+    let (p, q) = (src.n_features(), src.n_outputs());
+    let mut xb = Array2::<f64>::zeros((CHUNK, p));
+    let mut yb = Array2::<f64>::zeros((CHUNK, q));
+    let mut at = start;
+    while at < end {
+        let m = CHUNK.min(end - at);
+        let mut x = xb.slice_mut(s![..m, ..]);
+        let mut y = yb.slice_mut(s![..m, ..]);
+        src.fill(at, x.view_mut(), y.view_mut());
+        x -= x_shift;
+        y -= y_shift;
+        f(x.view(), y.view());
+        at += m;
+    }
+}
+
+fn fold_sums(
+    src: &dyn RowSource,
+    bounds: (usize, usize),
+    x_shift: &Array1<f64>,
+    y_shift: &Array1<f64>,
+) -> Sums {
+    let mut sums = Sums::zeros(src.n_features(), src.n_outputs());
+    for_chunks(src, bounds, x_shift, y_shift, |x, y| {
+        sums.n += x.nrows();
+        ndarray::linalg::general_mat_mul(1.0, &x.t(), &x, 1.0, &mut sums.xx);
+        ndarray::linalg::general_mat_mul(1.0, &x.t(), &y, 1.0, &mut sums.xy);
+        sums.x += &x.sum_axis(Axis(0));
+        sums.y += &y.sum_axis(Axis(0));
+    });
+    sums
+}
+
+/// Predictions of several models at once on rows `bounds`, returned with the (shifted) truth.
+fn predict_rows(
+    src: &dyn RowSource,
+    bounds: (usize, usize),
+    x_shift: &Array1<f64>,
+    y_shift: &Array1<f64>,
+    models: &[(Array2<f64>, Array1<f64>)],
+) -> (Array2<f64>, Array2<f64>) {
+    let q = src.n_outputs();
+    let n = bounds.1 - bounds.0;
+    let coef = ndarray::concatenate(
+        Axis(1),
+        &models.iter().map(|(w, _)| w.view()).collect::<Vec<_>>(),
+    )
+    .expect("same feature count");
+    let intercept = ndarray::concatenate(
+        Axis(0),
+        &models.iter().map(|(_, b)| b.view()).collect::<Vec<_>>(),
+    )
+    .expect("1-D intercepts");
+    let mut truth = Array2::<f64>::zeros((n, q));
+    let mut pred = Array2::<f64>::zeros((n, coef.ncols()));
+    let mut at = 0;
+    for_chunks(src, bounds, x_shift, y_shift, |x, y| {
+        let m = x.nrows();
+        truth.slice_mut(s![at..at + m, ..]).assign(&y);
+        let mut out = pred.slice_mut(s![at..at + m, ..]);
+        out.assign(&intercept);
+        ndarray::linalg::general_mat_mul(1.0, &x, &coef, 1.0, &mut out);
+        at += m;
+    });
+    (truth, pred)
+}
+
+/// Grid-searched ridge fit: mean 5-fold R² per α, the best α (first on ties), refit on all rows.
+pub(crate) fn fit_ridge_cv(src: &dyn RowSource, alphas: &[f64]) -> Result<RidgeFit, MetricError> {
+    let n = src.n_rows();
+    if n < N_FOLDS {
+        return Err(MetricError::TooFewRows {
+            what: "vel R2 training rows (5-fold cross-validation)",
+            n,
+            need: N_FOLDS,
+        });
+    }
+    let (p, q) = (src.n_features(), src.n_outputs());
+    // Any shift near the data's centre avoids cancellation in XᵀX − n·mmᵀ; the first chunk's mean
+    // is close enough and costs no extra pass.
+    let (x_shift, y_shift) = {
+        let m = CHUNK.min(n);
+        let mut x = Array2::<f64>::zeros((m, p));
+        let mut y = Array2::<f64>::zeros((m, q));
+        src.fill(0, x.view_mut(), y.view_mut());
+        (
+            x.mean_axis(Axis(0)).expect("m ≥ 1"),
+            y.mean_axis(Axis(0)).expect("m ≥ 1"),
+        )
+    };
+    let bounds = fold_bounds(n, N_FOLDS);
+    let sums: Vec<Sums> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .iter()
+            .map(|&b| {
+                let (xs, ys) = (&x_shift, &y_shift);
+                scope.spawn(move || fold_sums(src, b, xs, ys))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("fold worker panicked"))
+            .collect()
+    });
+
+    let mut mean_scores = vec![0.0; alphas.len()];
+    for (k, &b) in bounds.iter().enumerate() {
+        let mut train = Sums::zeros(p, q);
+        for (j, s) in sums.iter().enumerate() {
+            if j != k {
+                train.add(s);
+            }
+        }
+        let models = train.solve(alphas);
+        let (truth, pred) = predict_rows(src, b, &x_shift, &y_shift, &models);
+        for (a, score) in mean_scores.iter_mut().enumerate() {
+            *score +=
+                r2_score(truth.view(), pred.slice(s![.., a * q..(a + 1) * q])) / N_FOLDS as f64;
+        }
+    }
+    // First maximum wins, as GridSearchCV's rank-then-argmin does.
+    let mut best = 0;
+    for (a, &score) in mean_scores.iter().enumerate() {
+        if score > mean_scores[best] {
+            best = a;
+        }
+    }
+    let mut all = Sums::zeros(p, q);
+    for s in &sums {
+        all.add(s);
+    }
+    let (coef, intercept) = all
+        .solve(&alphas[best..=best])
+        .pop()
+        .expect("one model per α");
+    Ok(RidgeFit {
+        alpha: alphas[best],
+        coef,
+        intercept,
+        x_shift,
+        y_shift,
+    })
+}
+
+impl RidgeFit {
+    /// R² (uniform over outputs) of this model on every row of `src`.
+    pub(crate) fn score(&self, src: &dyn RowSource) -> f64 {
+        let model = [(self.coef.clone(), self.intercept.clone())];
+        let (truth, pred) =
+            predict_rows(src, (0, src.n_rows()), &self.x_shift, &self.y_shift, &model);
+        r2_score(truth.view(), pred.view())
+    }
+}
+
+/// The rows of one split for vel R2: every (trial, time bin) of the selected trials whose
+/// behaviour channel 0 is defined.
+struct TrialRows<'a> {
+    rates: ArrayView3<'a, f64>,
+    behavior: ArrayView3<'a, f64>,
+    rows: Vec<(usize, usize)>,
+}
+
+impl RowSource for TrialRows<'_> {
+    fn n_rows(&self) -> usize {
+        self.rows.len()
+    }
+    fn n_features(&self) -> usize {
+        self.rates.len_of(Axis(2))
+    }
+    fn n_outputs(&self) -> usize {
+        self.behavior.len_of(Axis(2))
+    }
+    fn fill(&self, start: usize, mut x: ArrayViewMut2<'_, f64>, mut y: ArrayViewMut2<'_, f64>) {
+        let rows = &self.rows[start..start + x.nrows()];
+        for (r, &(i, t)) in rows.iter().enumerate() {
+            x.row_mut(r).assign(&self.rates.slice(s![i, t, ..]));
+            y.row_mut(r).assign(&self.behavior.slice(s![i, t, ..]));
+        }
+    }
+}
+
+/// One split's inputs to [`velocity_r2`].
+///
+/// `rates` `[trials, T, neurons]` hold held-in then held-out rates; `behavior` `[trials, T, C]` is
+/// the decoded signal (hand or finger velocity), NaN where it is undefined. `decode_mask`
+/// `[trials, masks]` (area2_bump: no bump / bump) selects the trials of each separately scored
+/// subset; `None` scores all trials as one subset.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeSplit<'a> {
+    pub rates: ArrayView3<'a, f64>,
+    pub behavior: ArrayView3<'a, f64>,
+    pub decode_mask: Option<ArrayView2<'a, bool>>,
+}
+
+/// vel R2: how linearly decodable behaviour is from the predicted rates.
+///
+/// For each decode-mask column a ridge decoder is grid-searched on the train split (see the module
+/// docs) and scored with R² on the eval split; the columns' scores are averaged. Rows whose
+/// behaviour channel 0 is NaN are dropped; NaN rates or NaN in another behaviour channel of a kept
+/// row are errors, as sklearn refuses them.
+pub fn velocity_r2(train: DecodeSplit<'_>, eval: DecodeSplit<'_>) -> Result<f64, MetricError> {
+    check_split("train", &train)?;
+    check_split("eval", &eval)?;
+    for (what, a, b) in [
+        ("neurons", train.rates.shape(), eval.rates.shape()),
+        (
+            "behaviour channels",
+            train.behavior.shape(),
+            eval.behavior.shape(),
+        ),
+    ] {
+        if a[2] != b[2] {
+            return Err(MetricError::Shape {
+                what: format!("train vs eval {what}"),
+                left: a.to_vec(),
+                right: b.to_vec(),
+            });
+        }
+    }
+    let train_masks = masks(&train)?;
+    let eval_masks = masks(&eval)?;
+    if train_masks.ncols() != eval_masks.ncols() {
+        return Err(MetricError::Shape {
+            what: "train vs eval decode_mask columns".into(),
+            left: train_masks.shape().to_vec(),
+            right: eval_masks.shape().to_vec(),
+        });
+    }
+    let alphas = alphas();
+    let mut total = 0.0;
+    for c in 0..train_masks.ncols() {
+        let train_rows = select_rows(
+            &train,
+            train_masks.column(c),
+            ("train rates", "train behavior"),
+        )?;
+        let eval_rows = select_rows(&eval, eval_masks.column(c), ("eval rates", "eval behavior"))?;
+        if eval_rows.n_rows() == 0 {
+            return Err(MetricError::TooFewRows {
+                what: "vel R2 eval rows",
+                n: 0,
+                need: 1,
+            });
+        }
+        let fit = fit_ridge_cv(&train_rows, &alphas)?;
+        total += fit.score(&eval_rows);
+    }
+    Ok(total / train_masks.ncols() as f64)
+}
+
+fn check_split(name: &str, split: &DecodeSplit<'_>) -> Result<(), MetricError> {
+    let (r, b) = (split.rates.shape(), split.behavior.shape());
+    if r[..2] == b[..2] {
+        Ok(())
+    } else {
+        Err(MetricError::Shape {
+            what: format!("{name} rates [trials, T, neurons] vs {name} behavior [trials, T, C]"),
+            left: r.to_vec(),
+            right: b.to_vec(),
+        })
+    }
+}
+
+fn masks(split: &DecodeSplit<'_>) -> Result<Array2<bool>, MetricError> {
+    let n = split.rates.len_of(Axis(0));
+    match split.decode_mask {
+        None => Ok(Array2::from_elem((n, 1), true)),
+        Some(m) if m.nrows() == n => Ok(m.to_owned()),
+        Some(m) => Err(MetricError::Shape {
+            what: "decode_mask [trials, masks] vs rates [trials, T, neurons]".into(),
+            left: m.shape().to_vec(),
+            right: split.rates.shape().to_vec(),
+        }),
+    }
+}
+
+fn select_rows<'a>(
+    split: &DecodeSplit<'a>,
+    mask: ndarray::ArrayView1<'_, bool>,
+    (rates_name, behavior_name): (&'static str, &'static str),
+) -> Result<TrialRows<'a>, MetricError> {
+    let (n, t_len, _) = split.rates.dim();
+    let mut rows = Vec::new();
+    for i in (0..n).filter(|&i| mask[i]) {
+        for t in 0..t_len {
+            let b = split.behavior.slice(s![i, t, ..]);
+            if b.is_empty() || b[0].is_nan() {
+                continue;
+            }
+            if let Some(j) = b.iter().position(|v| v.is_nan()) {
+                return Err(MetricError::NanInput {
+                    what: behavior_name,
+                    index: vec![i, t, j],
+                });
+            }
+            if let Some(j) = split
+                .rates
+                .slice(s![i, t, ..])
+                .iter()
+                .position(|v| v.is_nan())
+            {
+                return Err(MetricError::NanInput {
+                    what: rates_name,
+                    index: vec![i, t, j],
+                });
+            }
+            rows.push((i, t));
+        }
+    }
+    Ok(TrialRows {
+        rates: split.rates,
+        behavior: split.behavior,
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array3};
+
+    struct Dense {
+        x: Array2<f64>,
+        y: Array2<f64>,
+    }
+
+    impl RowSource for Dense {
+        fn n_rows(&self) -> usize {
+            self.x.nrows()
+        }
+        fn n_features(&self) -> usize {
+            self.x.ncols()
+        }
+        fn n_outputs(&self) -> usize {
+            self.y.ncols()
+        }
+        fn fill(&self, start: usize, mut x: ArrayViewMut2<'_, f64>, mut y: ArrayViewMut2<'_, f64>) {
+            let m = x.nrows();
+            x.assign(&self.x.slice(s![start..start + m, ..]));
+            y.assign(&self.y.slice(s![start..start + m, ..]));
+        }
+    }
+
+    #[test]
+    fn alpha_grid_is_numpy_logspace() {
+        let a = alphas();
+        assert_eq!(a[0], 1e-4);
+        assert_eq!(a[2], 1e-3);
+        assert_eq!(a[8], 1.0);
+        assert!((a[1] - 10f64.powf(-3.5)).abs() < 1e-20);
+    }
+
+    #[test]
+    fn folds_are_contiguous_and_the_first_ones_larger() {
+        assert_eq!(
+            fold_bounds(13, 5),
+            vec![(0, 3), (3, 6), (6, 9), (9, 11), (11, 13)]
+        );
+        assert_eq!(fold_bounds(10, 5)[4], (8, 10));
+    }
+
+    /// Closed-form ridge with intercept on a tiny problem, solved by hand.
+    #[test]
+    fn ridge_matches_the_centred_normal_equations() {
+        // One feature: W = Σxc·yc / (Σxc² + α), b = ȳ − W·x̄.
+        let x = array![[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]];
+        let y = array![[1.0], [2.9], [5.2], [7.1], [8.8], [11.0]];
+        let src = Dense {
+            x: x.clone(),
+            y: y.clone(),
+        };
+        let alpha = 0.5;
+        let xm = 2.5;
+        let ym = y.sum() / 6.0;
+        let sxy: f64 = (0..6).map(|i| (x[[i, 0]] - xm) * (y[[i, 0]] - ym)).sum();
+        let sxx: f64 = (0..6).map(|i| (x[[i, 0]] - xm).powi(2)).sum();
+        let w = sxy / (sxx + alpha);
+        let b = ym - w * xm;
+        let fit = fit_ridge_cv(&src, &[alpha]).unwrap();
+        let (truth, pred) = predict_rows(
+            &src,
+            (0, 6),
+            &fit.x_shift,
+            &fit.y_shift,
+            &[(fit.coef.clone(), fit.intercept.clone())],
+        );
+        for i in 0..6 {
+            let want = w * x[[i, 0]] + b;
+            let got = pred[[i, 0]] + fit.y_shift[0];
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+            assert!((truth[[i, 0]] + fit.y_shift[0] - y[[i, 0]]).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn cv_prefers_small_alpha_on_clean_data_and_first_alpha_on_ties() {
+        let n = 40;
+        let x = Array2::from_shape_fn((n, 2), |(i, j)| ((i * (j + 3)) % 7) as f64 + 0.1 * i as f64);
+        let y = Array2::from_shape_fn((n, 1), |(i, _)| 2.0 * x[[i, 0]] - x[[i, 1]] + 0.5);
+        let src = Dense { x, y };
+        let fit = fit_ridge_cv(&src, &alphas()).unwrap();
+        assert_eq!(fit.alpha, 1e-4);
+        assert!((fit.score(&src) - 1.0).abs() < 1e-9);
+        // A constant target: every α predicts it exactly, all tie at R² = 1, the first α wins.
+        let flat = Dense {
+            x: src.x.clone(),
+            y: Array2::from_elem((n, 1), 3.0),
+        };
+        let fit = fit_ridge_cv(&flat, &[0.5, 0.1]).unwrap();
+        assert_eq!(fit.alpha, 0.5);
+        assert_eq!(fit.score(&flat), 1.0);
+    }
+
+    #[test]
+    fn too_few_rows_for_five_folds() {
+        let src = Dense {
+            x: Array2::zeros((4, 1)),
+            y: Array2::zeros((4, 1)),
+        };
+        assert!(matches!(
+            fit_ridge_cv(&src, &alphas()),
+            Err(MetricError::TooFewRows { n: 4, need: 5, .. })
+        ));
+    }
+
+    fn split<'a>(
+        rates: &'a Array3<f64>,
+        behavior: &'a Array3<f64>,
+        mask: Option<&'a Array2<bool>>,
+    ) -> DecodeSplit<'a> {
+        DecodeSplit {
+            rates: rates.view(),
+            behavior: behavior.view(),
+            decode_mask: mask.map(|m| m.view()),
+        }
+    }
+
+    #[test]
+    fn velocity_r2_drops_nan_behaviour_rows_and_rejects_nan_rates() {
+        let (n, t_len) = (6, 5);
+        let rates = Array3::from_shape_fn((n, t_len, 3), |(i, t, j)| {
+            ((i * 7 + t * 3 + j * 5) % 11) as f64 * 0.1 + 0.05 * j as f64
+        });
+        let mut behavior = Array3::from_shape_fn((n, t_len, 2), |(i, t, c)| {
+            let r = |j| rates[[i, t, j]];
+            if c == 0 {
+                r(0) - 2.0 * r(1) + 0.3
+            } else {
+                r(2) * 1.5 - 1.0
+            }
+        });
+        let r2 = velocity_r2(
+            split(&rates, &behavior, None),
+            split(&rates, &behavior, None),
+        )
+        .unwrap();
+        assert!((r2 - 1.0).abs() < 1e-6, "{r2}");
+
+        // Rows with NaN behaviour channel 0 are dropped, even where the rates are NaN too.
+        let mut rates_nan = rates.clone();
+        behavior[[2, 1, 0]] = f64::NAN;
+        behavior[[2, 1, 1]] = f64::NAN;
+        rates_nan[[2, 1, 0]] = f64::NAN;
+        let r2 = velocity_r2(
+            split(&rates_nan, &behavior, None),
+            split(&rates, &behavior, None),
+        );
+        assert!((r2.unwrap() - 1.0).abs() < 1e-6);
+
+        // A NaN rate in a kept row is an error naming the split and index.
+        rates_nan[[3, 4, 2]] = f64::NAN;
+        let err = velocity_r2(
+            split(&rates_nan, &behavior, None),
+            split(&rates, &behavior, None),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            MetricError::NanInput {
+                what: "train rates",
+                index: vec![3, 4, 2]
+            }
+        );
+    }
+
+    #[test]
+    fn decode_masks_are_scored_separately_and_averaged() {
+        let (n, t_len) = (8, 6);
+        let rates = Array3::from_shape_fn((n, t_len, 2), |(i, t, j)| {
+            ((i * 5 + t * 3 + j * 7) % 13) as f64 * 0.2
+        });
+        // Mask 0 trials follow one linear map, mask 1 trials another: a single decoder could not
+        // fit both, the per-mask decoders fit each exactly.
+        let mask = Array2::from_shape_fn((n, 2), |(i, c)| (i % 2 == 0) == (c == 0));
+        let behavior = Array3::from_shape_fn((n, t_len, 1), |(i, t, _)| {
+            if i % 2 == 0 {
+                rates[[i, t, 0]] + 1.0
+            } else {
+                -3.0 * rates[[i, t, 1]]
+            }
+        });
+        let masked = velocity_r2(
+            split(&rates, &behavior, Some(&mask)),
+            split(&rates, &behavior, Some(&mask)),
+        )
+        .unwrap();
+        assert!((masked - 1.0).abs() < 1e-6, "{masked}");
+        let pooled = velocity_r2(
+            split(&rates, &behavior, None),
+            split(&rates, &behavior, None),
+        )
+        .unwrap();
+        assert!(pooled < 0.99, "{pooled}");
+    }
+}

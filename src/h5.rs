@@ -1,0 +1,432 @@
+//! Every HDF5 access of the crate goes through this module, so the HDF5 backend stays swappable.
+//!
+//! We use the C bindings `hdf5-metno` with HDF5 built from source and linked statically: the
+//! pure-Rust `hdf5-pure` 0.47 reads our files but has no public API to write or read the
+//! variable-length int32 sequences (`eval_cond_idx`) that NLB target files hold (see README).
+//!
+//! Reads accept any stored float width (f16, f32, f64) and any integer width; writes use the dtypes
+//! of the current nlb_tools: float32, int32, HDF5 boolean enums, vlen int32 lists, gzip level 4.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::{TypeDescriptor, VarLenArray, VarLenAscii, VarLenUnicode};
+use ndarray::{ArrayD, IxDyn};
+
+/// An HDF5 problem, always naming the file and the object so a user can find it.
+#[derive(Debug, thiserror::Error)]
+pub enum H5Error {
+    #[error("{path}: not a readable HDF5 file ({msg})")]
+    Open { path: PathBuf, msg: String },
+    #[error("{path}: missing `{name}`")]
+    Missing { path: PathBuf, name: String },
+    #[error("{path}: cannot read `{name}`: {msg}")]
+    Read {
+        path: PathBuf,
+        name: String,
+        msg: String,
+    },
+    #[error("{path}: cannot write `{name}`: {msg}")]
+    Write {
+        path: PathBuf,
+        name: String,
+        msg: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, H5Error>;
+
+/// A read-only HDF5 file that remembers its path for error messages.
+pub struct H5File {
+    file: hdf5::File,
+    path: PathBuf,
+}
+
+impl H5File {
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(H5Error::Open {
+                path: path.to_path_buf(),
+                msg: "no such file".into(),
+            });
+        }
+        let file = hdf5::File::open(path).map_err(|e| H5Error::Open {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether a link exists at `name`, checking each parent first (HDF5 fails on a missing parent).
+    pub fn has(&self, name: &str) -> bool {
+        let mut prefix = String::new();
+        for part in name.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if !self.file.link_exists(&prefix) {
+                return false;
+            }
+        }
+        !prefix.is_empty()
+    }
+
+    pub fn is_group(&self, name: &str) -> bool {
+        self.has(name) && self.file.group(name).is_ok()
+    }
+
+    /// Names of the direct members of a group, sorted.
+    pub fn members(&self, group: &str) -> Result<Vec<String>> {
+        let g = self.group(group)?;
+        let mut names = g.member_names().map_err(|e| self.read_err(group, e))?;
+        names.sort();
+        Ok(names)
+    }
+
+    fn group(&self, name: &str) -> Result<hdf5::Group> {
+        if !self.has(name) && name != "/" {
+            return Err(self.missing(name));
+        }
+        self.file.group(name).map_err(|e| self.read_err(name, e))
+    }
+
+    fn dataset(&self, name: &str) -> Result<hdf5::Dataset> {
+        if !self.has(name) {
+            return Err(self.missing(name));
+        }
+        self.file.dataset(name).map_err(|e| self.read_err(name, e))
+    }
+
+    fn missing(&self, name: &str) -> H5Error {
+        H5Error::Missing {
+            path: self.path.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    fn read_err(&self, name: &str, e: impl std::fmt::Display) -> H5Error {
+        H5Error::Read {
+            path: self.path.clone(),
+            name: name.to_string(),
+            msg: e.to_string(),
+        }
+    }
+
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        Ok(self.dataset(name)?.shape())
+    }
+
+    fn descriptor(&self, name: &str, ds: &hdf5::Dataset) -> Result<TypeDescriptor> {
+        ds.dtype()
+            .and_then(|t| t.to_descriptor())
+            .map_err(|e| self.read_err(name, e))
+    }
+
+    /// Any numeric or boolean dataset as f64 (f16/f32/f64, ints, bool enums).
+    pub fn read_f64(&self, name: &str) -> Result<ArrayD<f64>> {
+        let ds = self.dataset(name)?;
+        let shape = ds.shape();
+        let desc = self.descriptor(name, &ds)?;
+        let flat: Vec<f64> = match desc {
+            TypeDescriptor::Float(hdf5::types::FloatSize::U2) => ds
+                .read_raw::<half::f16>()
+                .map(|v| v.into_iter().map(f64::from).collect()),
+            TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
+                ds.read_raw::<f64>()
+            }
+            TypeDescriptor::Boolean => ds
+                .read_raw::<bool>()
+                .map(|v| v.into_iter().map(|b| if b { 1.0 } else { 0.0 }).collect()),
+            TypeDescriptor::Enum(_) => ds
+                .read_raw::<i64>()
+                .map(|v| v.into_iter().map(|x| x as f64).collect()),
+            other => {
+                return Err(self.read_err(name, format!("expected numbers, found {other:?}")));
+            }
+        }
+        .map_err(|e| self.read_err(name, e))?;
+        ArrayD::from_shape_vec(IxDyn(&shape), flat).map_err(|e| self.read_err(name, e))
+    }
+
+    pub fn read_f32(&self, name: &str) -> Result<ArrayD<f32>> {
+        Ok(self.read_f64(name)?.mapv(|x| x as f32))
+    }
+
+    /// Integer dataset (any width) as i64.
+    pub fn read_i64(&self, name: &str) -> Result<Vec<i64>> {
+        let ds = self.dataset(name)?;
+        match self.descriptor(name, &ds)? {
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
+                ds.read_raw::<i64>().map_err(|e| self.read_err(name, e))
+            }
+            TypeDescriptor::Boolean => {
+                Ok(self.read_bool(name)?.into_iter().map(i64::from).collect())
+            }
+            other => Err(self.read_err(name, format!("expected integers, found {other:?}"))),
+        }
+    }
+
+    pub fn read_bool(&self, name: &str) -> Result<Vec<bool>> {
+        let ds = self.dataset(name)?;
+        match self.descriptor(name, &ds)? {
+            TypeDescriptor::Boolean => ds.read_raw::<bool>().map_err(|e| self.read_err(name, e)),
+            TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Enum(_) => {
+                Ok(ds
+                    .read_raw::<i64>()
+                    .map_err(|e| self.read_err(name, e))?
+                    .into_iter()
+                    .map(|x| x != 0)
+                    .collect())
+            }
+            other => Err(self.read_err(name, format!("expected booleans, found {other:?}"))),
+        }
+    }
+
+    /// A 1-D string dataset, fixed or variable length, ASCII or UTF-8.
+    pub fn read_strings(&self, name: &str) -> Result<Vec<String>> {
+        let ds = self.dataset(name)?;
+        let e = |e| self.read_err(name, e);
+        match self.descriptor(name, &ds)? {
+            TypeDescriptor::VarLenUnicode => Ok(ds
+                .read_raw::<VarLenUnicode>()
+                .map_err(e)?
+                .into_iter()
+                .map(|s| s.as_str().to_string())
+                .collect()),
+            TypeDescriptor::VarLenAscii => Ok(ds
+                .read_raw::<VarLenAscii>()
+                .map_err(e)?
+                .into_iter()
+                .map(|s| s.as_str().to_string())
+                .collect()),
+            TypeDescriptor::FixedAscii(n) | TypeDescriptor::FixedUnicode(n) => {
+                let bytes = ds.as_byte_reader().map_err(e)?;
+                let raw: Vec<u8> = std::io::Read::bytes(bytes)
+                    .collect::<std::io::Result<_>>()
+                    .map_err(|err| self.read_err(name, err))?;
+                Ok(raw
+                    .chunks(n.max(1))
+                    .map(|c| {
+                        let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+                        String::from_utf8_lossy(&c[..end]).into_owned()
+                    })
+                    .collect())
+            }
+            other => Err(self.read_err(name, format!("expected strings, found {other:?}"))),
+        }
+    }
+
+    /// A 1-D variable-length integer dataset (per-condition index lists).
+    pub fn read_vlen_i64(&self, name: &str) -> Result<Vec<Vec<i64>>> {
+        let ds = self.dataset(name)?;
+        match self.descriptor(name, &ds)? {
+            TypeDescriptor::VarLenArray(_) => Ok(ds
+                .read_raw::<VarLenArray<i64>>()
+                .map_err(|e| self.read_err(name, e))?
+                .into_iter()
+                .map(|a| a.as_slice().to_vec())
+                .collect()),
+            other => Err(self.read_err(name, format!("expected vlen ints, found {other:?}"))),
+        }
+    }
+
+    /// A string attribute of an object, if present.
+    pub fn attr_string(&self, object: &str, attr: &str) -> Option<String> {
+        let loc = self.location(object)?;
+        let a = loc.attr(attr).ok()?;
+        if let Ok(s) = a.read_scalar::<VarLenUnicode>() {
+            return Some(s.as_str().to_string());
+        }
+        if let Ok(s) = a.read_scalar::<VarLenAscii>() {
+            return Some(s.as_str().to_string());
+        }
+        None
+    }
+
+    /// A numeric scalar attribute of an object, if present.
+    pub fn attr_f64(&self, object: &str, attr: &str) -> Option<f64> {
+        let loc = self.location(object)?;
+        loc.attr(attr).ok()?.read_scalar::<f64>().ok()
+    }
+
+    fn location(&self, object: &str) -> Option<hdf5::Location> {
+        if !self.has(object) {
+            return None;
+        }
+        if let Ok(ds) = self.file.dataset(object) {
+            let loc: &hdf5::Location = &ds;
+            return Some(loc.clone());
+        }
+        let group = self.file.group(object).ok()?;
+        let loc: &hdf5::Location = &group;
+        Some(loc.clone())
+    }
+}
+
+/// One dataset to write: values, shape and on-disk type.
+pub enum Data<'a> {
+    F32(&'a [f32], Vec<usize>),
+    I32(&'a [i32], Vec<usize>),
+    Bool(&'a [bool], Vec<usize>),
+    VlenI32(&'a [Vec<i32>]),
+}
+
+/// Writes a new HDF5 file next to its destination and renames it into place on `commit`,
+/// so a crash never leaves a half-written file where a good one was.
+pub struct AtomicH5 {
+    file: Option<hdf5::File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl AtomicH5 {
+    pub fn create(dest: &Path) -> Result<Self> {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = hdf5::File::create(&tmp).map_err(|e| H5Error::Write {
+            path: dest.to_path_buf(),
+            name: "/".into(),
+            msg: e.to_string(),
+        })?;
+        Ok(Self {
+            file: Some(file),
+            tmp,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    fn write_err(&self, name: &str, e: impl std::fmt::Display) -> H5Error {
+        H5Error::Write {
+            path: self.dest.clone(),
+            name: name.to_string(),
+            msg: e.to_string(),
+        }
+    }
+
+    /// Writes `data` at `name` ("group/key" creates the group if needed), gzip level 4.
+    pub fn write(&mut self, name: &str, data: Data<'_>) -> Result<()> {
+        let file = self.file.as_ref().expect("file open until commit");
+        let (parent, key) = match name.rsplit_once('/') {
+            Some((g, k)) => {
+                let group = if file.link_exists(g) {
+                    file.group(g)
+                } else {
+                    file.create_group(g)
+                }
+                .map_err(|e| self.write_err(name, e))?;
+                (group, k)
+            }
+            None => (file.as_group().map_err(|e| self.write_err(name, e))?, name),
+        };
+        let builder = parent.new_dataset_builder();
+        let result = match data {
+            Data::F32(v, shape) => builder
+                .deflate(4)
+                .with_data(&self.shaped(name, v, &shape)?)
+                .create(key),
+            Data::I32(v, shape) => builder
+                .deflate(4)
+                .with_data(&self.shaped(name, v, &shape)?)
+                .create(key),
+            Data::Bool(v, shape) => builder
+                .deflate(4)
+                .with_data(&self.shaped(name, v, &shape)?)
+                .create(key),
+            Data::VlenI32(lists) => {
+                let vl: Vec<VarLenArray<i32>> =
+                    lists.iter().map(|l| VarLenArray::from_slice(l)).collect();
+                builder.deflate(4).with_data(&vl).create(key)
+            }
+        };
+        result.map(|_| ()).map_err(|e| self.write_err(name, e))
+    }
+
+    fn shaped<T: Clone>(&self, name: &str, v: &[T], shape: &[usize]) -> Result<ArrayD<T>> {
+        ArrayD::from_shape_vec(IxDyn(shape), v.to_vec()).map_err(|e| self.write_err(name, e))
+    }
+
+    /// Closes the temporary file and renames it over the destination.
+    pub fn commit(mut self) -> Result<()> {
+        let file = self.file.take().expect("file open until commit");
+        file.close().map_err(|e| self.write_err("/", e))?;
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| self.write_err("/", e))
+    }
+}
+
+impl Drop for AtomicH5 {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            drop(file);
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_every_written_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.h5");
+        let mut w = AtomicH5::create(&path).unwrap();
+        w.write("g/f", Data::F32(&[1.5, f32::NAN, 3.0, 4.0], vec![2, 2]))
+            .unwrap();
+        w.write("g/i", Data::I32(&[1, -2], vec![2])).unwrap();
+        w.write("g/b", Data::Bool(&[true, false, true], vec![3]))
+            .unwrap();
+        w.write("top", Data::VlenI32(&[vec![0, 2], vec![], vec![5]]))
+            .unwrap();
+        assert!(!path.exists(), "nothing at the destination before commit");
+        w.commit().unwrap();
+
+        let r = H5File::open(&path).unwrap();
+        let f = r.read_f64("g/f").unwrap();
+        assert_eq!(f.shape(), &[2, 2]);
+        assert_eq!(f[[0, 0]], 1.5);
+        assert!(f[[0, 1]].is_nan());
+        assert_eq!(r.read_i64("g/i").unwrap(), vec![1, -2]);
+        assert_eq!(r.read_bool("g/b").unwrap(), vec![true, false, true]);
+        assert_eq!(
+            r.read_vlen_i64("top").unwrap(),
+            vec![vec![0, 2], vec![], vec![5]]
+        );
+        assert!(r.has("g/f") && !r.has("g/zz") && !r.has("nope/zz"));
+        assert_eq!(r.members("g").unwrap(), vec!["b", "f", "i"]);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.h5");
+        {
+            let mut w = AtomicH5::create(&path).unwrap();
+            w.write("a", Data::I32(&[1], vec![1])).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn missing_file_and_key_name_the_path() {
+        let err = H5File::open(Path::new("/no/such.h5")).err().unwrap();
+        assert!(err.to_string().contains("/no/such.h5"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.h5");
+        let mut w = AtomicH5::create(&path).unwrap();
+        w.write("a", Data::I32(&[1], vec![1])).unwrap();
+        w.commit().unwrap();
+        let err = H5File::open(&path).unwrap().read_f64("b").unwrap_err();
+        assert!(err.to_string().contains("missing `b`"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The decoder (spec §5): one post-norm Transformer encoder layer over `[z, v, h]` and a linear
+//! readout to log-rates.
+//!
+//! Attention is written from Linear layers rather than burn-nn's `MultiHeadAttention`, which
+//! drops out attention *scores* and cannot be told to follow spec §5's dropout placement.
+
+use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, softmax};
+
+use super::{dropout, uniform_linear};
+
+/// LayerNorm epsilon, PyTorch's default.
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// T-Fixup gain for a one-layer encoder: `0.67 · N^(-1/4)` with `N = 3`.
+fn t_fixup_gain() -> f64 {
+    0.67 * 3f64.powf(-0.25)
+}
+
+/// One Transformer encoder layer and the readout.
+///
+/// Full (non-causal) attention and no positional encoding: time enters only through the latent
+/// trajectory, so the layer mixes information across all observed and forward bins.
+#[derive(Module, Debug)]
+pub struct Decoder<B: Backend> {
+    /// Query projection `d_model → d_model`.
+    pub query: Linear<B>,
+    /// Key projection `d_model → d_model`.
+    pub key: Linear<B>,
+    /// Value projection `d_model → d_model` (T-Fixup scaled by an extra `sqrt(2)`).
+    pub value: Linear<B>,
+    /// Attention output projection `d_model → d_model` (T-Fixup scaled).
+    pub output: Linear<B>,
+    /// LayerNorm after the attention residual.
+    pub norm_attention: LayerNorm<B>,
+    /// Feed-forward expansion `d_model → d_ff` (T-Fixup scaled).
+    pub ff_in: Linear<B>,
+    /// Feed-forward contraction `d_ff → d_model` (T-Fixup scaled).
+    pub ff_out: Linear<B>,
+    /// LayerNorm after the feed-forward residual.
+    pub norm_ff: LayerNorm<B>,
+    /// Readout `d_model → N` giving log-rates.
+    pub readout: Linear<B>,
+    /// Number of attention heads; divides `d_model`.
+    #[module(skip)]
+    pub n_heads: usize,
+    /// Dropout after attention, inside and after the feed-forward (training only).
+    #[module(skip)]
+    pub dropout: f64,
+}
+
+impl<B: Backend> Decoder<B> {
+    /// PyTorch's `TransformerEncoderLayer` default init (packed Xavier-uniform `q,k,v` with zero
+    /// biases, zero output-projection bias, `±1/sqrt(fan_in)` elsewhere), then the T-Fixup
+    /// scaling of spec §5, which lets a post-norm layer train without learning-rate warm-up.
+    pub fn init(
+        d_model: usize,
+        n_heads: usize,
+        d_ff: usize,
+        n_neurons: usize,
+        dropout: f64,
+        device: &B::Device,
+    ) -> Self {
+        let gain = t_fixup_gain();
+        let fan_in = |n: usize| 1.0 / (n as f64).sqrt();
+        // PyTorch draws q, k, v as one [3·d, d] Xavier-uniform matrix.
+        let packed = (6.0 / (4 * d_model) as f64).sqrt();
+        let scaled = |linear: Linear<B>, factor: f64| Linear {
+            weight: linear.weight.map(|w| w.mul_scalar(factor)),
+            bias: linear.bias,
+        };
+        Self {
+            query: uniform_linear(d_model, d_model, packed, None, device),
+            key: uniform_linear(d_model, d_model, packed, None, device),
+            value: scaled(
+                uniform_linear(d_model, d_model, packed, None, device),
+                gain * 2f64.sqrt(),
+            ),
+            output: scaled(
+                uniform_linear(d_model, d_model, fan_in(d_model), None, device),
+                gain,
+            ),
+            norm_attention: LayerNormConfig::new(d_model)
+                .with_epsilon(LAYER_NORM_EPS)
+                .init(device),
+            ff_in: scaled(
+                uniform_linear(
+                    d_model,
+                    d_ff,
+                    fan_in(d_model),
+                    Some(fan_in(d_model)),
+                    device,
+                ),
+                gain,
+            ),
+            ff_out: scaled(
+                uniform_linear(d_ff, d_model, fan_in(d_ff), Some(fan_in(d_ff)), device),
+                gain,
+            ),
+            norm_ff: LayerNormConfig::new(d_model)
+                .with_epsilon(LAYER_NORM_EPS)
+                .init(device),
+            readout: uniform_linear(
+                d_model,
+                n_neurons,
+                fan_in(d_model),
+                Some(fan_in(d_model)),
+                device,
+            ),
+            n_heads,
+            dropout,
+        }
+    }
+
+    /// `[z, v, h]` features `[B, T', d_model]` → log-rates `[B, T', N]`.
+    pub fn forward(&self, x: Tensor<B, 3>, train: bool) -> Tensor<B, 3> {
+        let x = self
+            .norm_attention
+            .forward(x.clone() + dropout(self.attention(x), self.dropout, train));
+        let ff = relu(self.ff_in.forward(x.clone()));
+        let ff = self.ff_out.forward(dropout(ff, self.dropout, train));
+        let x = self.norm_ff.forward(x + dropout(ff, self.dropout, train));
+        self.readout.forward(x)
+    }
+
+    /// Multi-head scaled dot-product self-attention over all steps.
+    fn attention(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, steps, d_model] = x.dims();
+        let d_head = d_model / self.n_heads;
+        let heads = |y: Tensor<B, 3>| {
+            y.reshape([batch, steps, self.n_heads, d_head])
+                .swap_dims(1, 2)
+        };
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (d_head as f64).sqrt());
+        let context = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, steps, d_model]);
+        self.output.forward(context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::{Distribution, Int};
+
+    type Cpu = NdArray<f32>;
+
+    fn max_abs<const D: usize>(t: Tensor<Cpu, D>) -> f32 {
+        t.abs().max().into_scalar()
+    }
+
+    #[test]
+    fn t_fixup_scales_value_output_and_feed_forward() {
+        let device = Default::default();
+        let (d, d_ff) = (24, 40);
+        let decoder = Decoder::<Cpu>::init(d, 2, d_ff, 7, 0.0, &device);
+        let gain = t_fixup_gain() as f32;
+        let packed = (6.0f32 / (4 * d) as f32).sqrt();
+        let tol = 1e-6;
+        assert!(max_abs(decoder.query.weight.val()) <= packed + tol);
+        assert!(max_abs(decoder.value.weight.val()) <= packed * gain * 2f32.sqrt() + tol);
+        // The scaled value weights really are scaled down, not just bounded.
+        assert!(max_abs(decoder.value.weight.val()) > 0.5 * packed * gain * 2f32.sqrt());
+        assert!(max_abs(decoder.output.weight.val()) <= gain / (d as f32).sqrt() + tol);
+        assert!(max_abs(decoder.ff_in.weight.val()) <= gain / (d as f32).sqrt() + tol);
+        assert!(max_abs(decoder.ff_out.weight.val()) <= gain / (d_ff as f32).sqrt() + tol);
+        assert_eq!(max_abs(decoder.query.bias.as_ref().unwrap().val()), 0.0);
+        assert_eq!(max_abs(decoder.output.bias.as_ref().unwrap().val()), 0.0);
+    }
+
+    #[test]
+    fn attention_has_no_positional_information() {
+        // Without positional encoding, permuting steps permutes the output the same way.
+        let device = Default::default();
+        let decoder = Decoder::<Cpu>::init(12, 3, 16, 5, 0.05, &device);
+        let x = Tensor::<Cpu, 3>::random([2, 6, 12], Distribution::Normal(0.0, 1.0), &device);
+        let perm = Tensor::<Cpu, 1, Int>::from_ints([3, 0, 5, 1, 4, 2], &device);
+        let out = decoder.forward(x.clone(), false);
+        assert_eq!(out.dims(), [2, 6, 5]);
+        let out_of_permuted = decoder.forward(x.select(1, perm.clone()), false);
+        assert!(max_abs(out.select(1, perm) - out_of_permuted) < 1e-5);
+    }
+}

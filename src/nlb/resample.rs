@@ -1,0 +1,122 @@
+//! Resampling continuous behaviour from 1 ms to the bin width, as nlb_tools `resample` does:
+//! linear interpolation across every NaN run, then scipy's zero-phase 501-tap Hamming FIR
+//! decimator with zero padding at the recording ends, then NaN put back where row `jq` was NaN.
+//!
+//! Spikes need no code here: binning straight from spike rows gives the same sums
+//! (see `session::bin_unit`).
+
+/// Taps of scipy's `decimate(ftype='fir')` filter for factor `q`, normalised to sum 1.
+pub fn fir_taps(q: i64) -> Vec<f64> {
+    let q = q as f64;
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            (std::f64::consts::PI * x).sin() / (std::f64::consts::PI * x)
+        }
+    };
+    let raw: Vec<f64> = (0..=500)
+        .map(|k| {
+            let k = k as f64;
+            let hamming = 0.54 - 0.46 * (2.0 * std::f64::consts::PI * k / 500.0).cos();
+            (1.0 / q) * sinc((k - 250.0) / q) * hamming
+        })
+        .collect();
+    let sum: f64 = raw.iter().sum();
+    raw.into_iter().map(|h| h / sum).collect()
+}
+
+/// Linear interpolation by position across NaN runs; leading and trailing NaNs take the
+/// nearest valid value (pandas `interpolate(limit_direction='both')`).
+pub fn interpolate_nans(x: &[f64]) -> Vec<f64> {
+    let mut out = x.to_vec();
+    let valid: Vec<usize> = (0..x.len()).filter(|&i| !x[i].is_nan()).collect();
+    let (Some(&first), Some(&last)) = (valid.first(), valid.last()) else {
+        return out;
+    };
+    out[..first].fill(x[first]);
+    out[last + 1..].fill(x[last]);
+    for pair in valid.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if b > a + 1 {
+            let (ya, yb) = (x[a], x[b]);
+            for (i, v) in out.iter_mut().enumerate().take(b).skip(a + 1) {
+                *v = ya + (yb - ya) * ((i - a) as f64 / (b - a) as f64);
+            }
+        }
+    }
+    out
+}
+
+/// A behaviour channel ready to be read at any bin: interpolated once, filtered on demand.
+pub struct Decimator {
+    raw_nan: Vec<bool>,
+    filled: Vec<f64>,
+    taps: Vec<f64>,
+    q: i64,
+}
+
+impl Decimator {
+    pub fn new(x: &[f64], q: i64) -> Self {
+        let raw_nan: Vec<bool> = x.iter().map(|v| v.is_nan()).collect();
+        let filled = if raw_nan.iter().any(|&n| n) {
+            interpolate_nans(x)
+        } else {
+            x.to_vec()
+        };
+        Decimator {
+            raw_nan,
+            filled,
+            taps: fir_taps(q),
+            q,
+        }
+    }
+
+    /// The decimated value of bin `j`, NaN if bin `j` is outside the data or its first row was NaN.
+    pub fn value(&self, j: i64) -> f64 {
+        let n = self.filled.len() as i64;
+        let centre = j * self.q;
+        if j < 0 || centre >= n || self.raw_nan[centre as usize] {
+            return f64::NAN;
+        }
+        let lo = (centre - 250).max(0);
+        let hi = (centre + 250).min(n - 1);
+        let mut acc = 0.0;
+        for i in lo..=hi {
+            acc += self.taps[(i - centre + 250) as usize] * self.filled[i as usize];
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taps_are_symmetric_and_sum_to_one() {
+        for q in [5, 20] {
+            let h = fir_taps(q);
+            assert_eq!(h.len(), 501);
+            assert!((h.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            for k in 0..250 {
+                assert!((h[k] - h[500 - k]).abs() < 1e-15);
+            }
+        }
+    }
+
+    #[test]
+    fn interpolation_fills_gaps_and_ends() {
+        let x = [f64::NAN, 1.0, f64::NAN, f64::NAN, 4.0, f64::NAN];
+        assert_eq!(interpolate_nans(&x), vec![1.0, 1.0, 2.0, 3.0, 4.0, 4.0]);
+    }
+
+    #[test]
+    fn constant_signal_passes_away_from_the_edges() {
+        let x = vec![2.0; 2000];
+        let d = Decimator::new(&x, 5);
+        assert!((d.value(200) - 2.0).abs() < 1e-12);
+        assert!(d.value(0) < 2.0, "zero padding at the start");
+        assert!(d.value(400).is_nan(), "past the end");
+    }
+}

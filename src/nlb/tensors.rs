@@ -1,0 +1,443 @@
+//! Trial tensors (nlb_tools `make_train_input_tensors`, `make_eval_input_tensors`,
+//! `make_eval_target_tensors`), built straight from spike rows at the target bin width.
+
+use super::dataset::{Behavior, BinWidth, DatasetParams, Phase, Window, FP_LEN_MS};
+use super::jitter::dmfc_jitter;
+use super::psth::{self, Psth};
+use super::resample::Decimator;
+use super::session::{bin_unit, n_bins, Session, UnitGroup};
+use super::time::NS_PER_MS;
+use super::windows::{cut, MissingField, TrialWindow, WindowCut};
+
+/// A tensor that cannot be built from this session, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum TensorError {
+    #[error(transparent)]
+    MissingField(#[from] MissingField),
+    #[error("behaviour series `{0}` is missing from the NWB files (or was dropped for samples off the 1 ms grid)")]
+    MissingSeries(String),
+    #[error("trials differ in length after removing NaN rows ({0}); the reference cannot stack them either")]
+    Ragged(String),
+    #[error("trial {trial} has no `{field}`, so its {what} window cannot be cut")]
+    NoWindow {
+        trial: usize,
+        field: String,
+        what: &'static str,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, TensorError>;
+
+/// A dense row-major array with its shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor<T> {
+    pub data: Vec<T>,
+    pub shape: Vec<usize>,
+}
+
+impl<T> Tensor<T> {
+    pub fn new(data: Vec<T>, shape: Vec<usize>) -> Self {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor { data, shape }
+    }
+}
+
+/// The session seen at one bin width.
+pub struct Binned<'s> {
+    pub session: &'s Session,
+    pub bw: BinWidth,
+    pub n_bins: i64,
+    frame_valid: Vec<bool>,
+}
+
+impl<'s> Binned<'s> {
+    pub fn new(session: &'s Session, bw: BinWidth) -> Self {
+        let q = bw.ms();
+        let n = n_bins(session.len_ms, q);
+        Binned {
+            session,
+            bw,
+            n_bins: n,
+            frame_valid: frame_validity(session, q, n),
+        }
+    }
+
+    fn q(&self) -> i64 {
+        self.bw.ms()
+    }
+
+    /// Windows for a cut; with `allow_nans` false, bins where any frame column is NaN are dropped.
+    fn rows(
+        &self,
+        spec: &WindowCut<'_>,
+        mask: &[bool],
+        allow_nans: bool,
+    ) -> Result<Vec<(TrialWindow, Vec<i64>)>> {
+        let windows = cut(&self.session.trials, spec, mask, self.bw.ns(), self.n_bins)?;
+        Ok(windows
+            .into_iter()
+            .map(|w| {
+                let rows = w
+                    .bins()
+                    .filter(|&j| allow_nans || self.frame_valid[j as usize])
+                    .collect();
+                (w, rows)
+            })
+            .collect())
+    }
+
+    /// Spike counts `[trials, rows, units]` for one unit group.
+    fn spikes(
+        &self,
+        group: &UnitGroup,
+        trials: &[(TrialWindow, Vec<i64>)],
+        len: usize,
+    ) -> Tensor<f32> {
+        let n_units = group.len();
+        let mut data = vec![f32::NAN; trials.len() * len * n_units];
+        let mut buf = Vec::new();
+        for (t, (_, rows)) in trials.iter().enumerate() {
+            let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
+                continue;
+            };
+            buf.resize((last - first + 1) as usize, 0.0);
+            for u in 0..n_units {
+                bin_unit(&group.spikes[u], &group.valid[u], self.q(), first, &mut buf);
+                for (i, &j) in rows.iter().enumerate() {
+                    data[(t * len + i) * n_units + u] = buf[(j - first) as usize] as f32;
+                }
+            }
+        }
+        Tensor::new(data, vec![trials.len(), len, n_units])
+    }
+
+    /// nlb_tools `make_stacked_array` for held-in and held-out spikes.
+    fn stacked(
+        &self,
+        spec: &WindowCut<'_>,
+        mask: &[bool],
+        allow_nans: bool,
+    ) -> Result<(Tensor<f32>, Tensor<f32>, Vec<(TrialWindow, Vec<i64>)>)> {
+        let trials = self.rows(spec, mask, allow_nans)?;
+        let len = trials.first().map_or(0, |(_, r)| r.len());
+        if let Some((w, r)) = trials.iter().find(|(_, r)| r.len() != len) {
+            return Err(TensorError::Ragged(format!(
+                "trial {} has {} bins, trial {} has {len}",
+                w.trial,
+                r.len(),
+                trials[0].0.trial
+            )));
+        }
+        let heldin = self.spikes(&self.session.heldin, &trials, len);
+        let heldout = self.spikes(&self.session.heldout, &trials, len);
+        Ok((heldin, heldout, trials))
+    }
+
+    /// Behaviour of the masked trials: `[n, T, C]` for series (NaN-padded), `[n, 5]` for dmfc.
+    fn behavior(
+        &self,
+        params: &DatasetParams,
+        mask: &[bool],
+        jitter: Option<&[Option<i64>]>,
+    ) -> Result<Tensor<f32>> {
+        let table = &self.session.trials;
+        match params.behavior {
+            Behavior::TrialTable(fields) => {
+                let outlier = table
+                    .num("is_outlier")
+                    .ok_or_else(|| MissingField("is_outlier".into()))?;
+                let cols = fields
+                    .iter()
+                    .map(|f| table.num(f).ok_or_else(|| MissingField(f.to_string())))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let rows: Vec<usize> = (0..table.len).filter(|&r| mask[r]).collect();
+                let data = rows
+                    .iter()
+                    .flat_map(|&r| {
+                        let keep = outlier[r] == 0.0;
+                        cols.iter()
+                            .map(move |c| if keep { c[r] as f32 } else { f32::NAN })
+                    })
+                    .collect();
+                Ok(Tensor::new(data, vec![rows.len(), fields.len()]))
+            }
+            Behavior::Series(name) => {
+                let series = self
+                    .session
+                    .series
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| TensorError::MissingSeries(name.to_string()))?;
+                let (a, b) = params.make.range.expect("series datasets use a range");
+                let spec = WindowCut {
+                    window: params.make,
+                    align_override: jitter,
+                    range_override: Some((a + params.lag, b + params.lag)),
+                };
+                let windows = cut(&self.session.trials, &spec, mask, self.bw.ns(), self.n_bins)?;
+                require_all(&windows, mask, params.make, "behaviour")?;
+                let lmax = windows.iter().map(|w| w.len).max().unwrap_or(0) as usize;
+                let nc = series.channels.len();
+                let decimators: Vec<Decimator> = series
+                    .values
+                    .iter()
+                    .map(|v| Decimator::new(v, self.q()))
+                    .collect();
+                let mut data = vec![f32::NAN; windows.len() * lmax * nc];
+                for (t, w) in windows.iter().enumerate() {
+                    for (i, j) in w.bins().enumerate() {
+                        for (c, d) in decimators.iter().enumerate() {
+                            data[(t * lmax + i) * nc + c] = d.value(j) as f32;
+                        }
+                    }
+                }
+                Ok(Tensor::new(data, vec![windows.len(), lmax, nc]))
+            }
+        }
+    }
+}
+
+/// Whether every column of the resampled frame (all units and behaviour channels) is non-NaN
+/// at each bin, i.e. at the bin's first 1 ms row.
+fn frame_validity(session: &Session, q: i64, n: i64) -> Vec<bool> {
+    let mut valid = vec![true; n as usize];
+    let mut seen = std::collections::HashSet::new();
+    for iv in session.heldin.valid.iter().chain(&session.heldout.valid) {
+        if !seen.insert(iv) {
+            continue;
+        }
+        for (j, v) in valid.iter_mut().enumerate() {
+            if *v && !iv.contains(j as i64 * q) {
+                *v = false;
+            }
+        }
+    }
+    for s in &session.series {
+        for ch in &s.values {
+            for (j, v) in valid.iter_mut().enumerate() {
+                if ch[j * q as usize].is_nan() {
+                    *v = false;
+                }
+            }
+        }
+    }
+    valid
+}
+
+/// The jagged builder looks trials up by id and fails on one whose window could not be cut.
+fn require_all(
+    windows: &[TrialWindow],
+    mask: &[bool],
+    window: Window,
+    what: &'static str,
+) -> Result<()> {
+    let mut have = windows.iter().map(|w| w.trial).peekable();
+    for (r, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
+        if have.peek() == Some(&r) {
+            have.next();
+        } else {
+            return Err(TensorError::NoWindow {
+                trial: r,
+                field: window.align_field.unwrap_or(window.start_field).to_string(),
+                what,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `train_input.h5` contents.
+pub struct TrainInput {
+    pub heldin: Tensor<f32>,
+    pub heldout: Tensor<f32>,
+    pub behavior: Tensor<f32>,
+    pub heldin_forward: Tensor<f32>,
+    pub heldout_forward: Tensor<f32>,
+}
+
+/// `eval_input.h5` contents.
+pub struct EvalInput {
+    pub heldin: Tensor<f32>,
+    pub heldout: Option<Tensor<f32>>,
+}
+
+/// One `eval_target.h5` group.
+pub struct EvalTarget {
+    pub eval_spikes_heldout: Tensor<f32>,
+    pub train_behavior: Tensor<f32>,
+    pub eval_behavior: Tensor<f32>,
+    pub eval_spikes_heldin_forward: Tensor<f32>,
+    pub eval_spikes_heldout_forward: Tensor<f32>,
+    pub decode_masks: Option<(Tensor<bool>, Tensor<bool>)>,
+    pub psth: Option<Psth>,
+    pub jitter: Option<(Vec<i32>, Vec<i32>)>,
+}
+
+/// Everything one split writes.
+pub struct SplitTensors {
+    pub train: TrainInput,
+    pub eval: EvalInput,
+    pub target: Option<EvalTarget>,
+}
+
+/// The jittered align column (go time + jitter) for dmfc, or `None` for other datasets.
+fn jittered_align(
+    binned: &Binned<'_>,
+    params: &DatasetParams,
+    mask: &[bool],
+) -> Result<Option<(Vec<Option<i64>>, Vec<Option<i64>>)>> {
+    if !params.jitter {
+        return Ok(None);
+    }
+    let table = &binned.session.trials;
+    let tp = table.num("tp").ok_or_else(|| MissingField("tp".into()))?;
+    let field = params.make.align_field.unwrap_or(params.make.start_field);
+    let align = table
+        .time(field)
+        .ok_or_else(|| MissingField(field.into()))?;
+    let jit = dmfc_jitter(tp, table.split(), mask, binned.bw.ms());
+    let mut column = vec![None; table.len];
+    let mut it = jit.iter();
+    for r in (0..table.len).filter(|&r| mask[r]) {
+        let j = *it.next().expect("one jitter per masked trial");
+        column[r] = align[r].zip(j).map(|(t, j)| t + j * NS_PER_MS);
+    }
+    Ok(Some((column, jit)))
+}
+
+fn forward_cut<'a>(window: Window, align: Option<&'a [Option<i64>]>) -> WindowCut<'a> {
+    let (_, b) = window
+        .range
+        .expect("forward windows follow a ranged window");
+    WindowCut {
+        window: Window {
+            allow_overlap: true,
+            ..window
+        },
+        align_override: align,
+        range_override: Some((b, b + FP_LEN_MS)),
+    }
+}
+
+fn decode_masks(binned: &Binned<'_>, mask: &[bool]) -> Result<Tensor<bool>> {
+    let bump = binned
+        .session
+        .trials
+        .num("ctr_hold_bump")
+        .ok_or_else(|| MissingField("ctr_hold_bump".into()))?;
+    let rows: Vec<usize> = (0..mask.len()).filter(|&r| mask[r]).collect();
+    let data = rows
+        .iter()
+        .flat_map(|&r| [bump[r] == 0.0, bump[r] == 1.0])
+        .collect();
+    Ok(Tensor::new(data, vec![rows.len(), 2]))
+}
+
+fn jitter_bins(jit: &[Option<i64>], bw_ms: i64) -> Vec<i32> {
+    jit.iter()
+        .map(|j| j.map_or(i32::MIN, |v| (v / bw_ms) as i32))
+        .collect()
+}
+
+/// Builds every tensor of one split, as nlb-lightning's preprocessing does.
+pub fn build_split(
+    session: &Session,
+    params: &DatasetParams,
+    bw: BinWidth,
+    phase: Phase,
+) -> Result<SplitTensors> {
+    let binned = Binned::new(session, bw);
+    let table = &session.trials;
+    let train_mask = table.split_mask(phase.train_splits());
+    let eval_mask = table.split_mask(&[phase.eval_split()]);
+
+    let train_jit = jittered_align(&binned, params, &train_mask)?;
+    let train_align = train_jit.as_ref().map(|(c, _)| c.as_slice());
+    let make = |align| WindowCut {
+        window: params.make,
+        align_override: align,
+        range_override: None,
+    };
+    let (heldin, heldout, _) = binned.stacked(&make(train_align), &train_mask, false)?;
+    let behavior = binned.behavior(params, &train_mask, train_align)?;
+    let (heldin_forward, heldout_forward, _) =
+        binned.stacked(&forward_cut(params.make, train_align), &train_mask, false)?;
+    let train = TrainInput {
+        heldin,
+        heldout,
+        behavior,
+        heldin_forward,
+        heldout_forward,
+    };
+
+    let eval_jit = jittered_align(&binned, params, &eval_mask)?;
+    let eval_align = eval_jit.as_ref().map(|(c, _)| c.as_slice());
+    let (eval_heldin, eval_heldout, _) = binned.stacked(&make(eval_align), &eval_mask, true)?;
+    let any_test = table
+        .split()
+        .iter()
+        .zip(&eval_mask)
+        .any(|(s, &m)| m && s == "test");
+    let eval = EvalInput {
+        heldin: eval_heldin,
+        heldout: (!any_test).then_some(eval_heldout),
+    };
+
+    let target = match phase {
+        Phase::Test => None,
+        Phase::Val => {
+            // nlb-lightning builds dmfc targets with make_params (full jittered windows).
+            let target_window = if params.jitter {
+                params.make
+            } else {
+                params.eval_make
+            };
+            let target_cut = WindowCut {
+                window: target_window,
+                align_override: eval_align,
+                range_override: None,
+            };
+            let (_, eval_spikes_heldout, _) = binned.stacked(&target_cut, &eval_mask, false)?;
+            let (fwd_in, fwd_out, _) =
+                binned.stacked(&forward_cut(target_window, eval_align), &eval_mask, false)?;
+            let decode = if params.decode_masks {
+                Some((
+                    decode_masks(&binned, &train_mask)?,
+                    decode_masks(&binned, &eval_mask)?,
+                ))
+            } else {
+                None
+            };
+            let ignore: Vec<bool> = train_mask
+                .iter()
+                .zip(&eval_mask)
+                .map(|(&t, &e)| !(t || e))
+                .collect();
+            let psth = match &params.psth {
+                Some(p) => Some(psth::build(&binned, p, &train_mask, &eval_mask, &ignore)?),
+                None => None,
+            };
+            let jitter = match (&train_jit, &eval_jit) {
+                (Some((_, tj)), Some((_, ej))) => {
+                    Some((jitter_bins(tj, bw.ms()), jitter_bins(ej, bw.ms())))
+                }
+                _ => None,
+            };
+            Some(EvalTarget {
+                eval_spikes_heldout,
+                train_behavior: binned.behavior(params, &train_mask, train_align)?,
+                eval_behavior: binned.behavior(params, &eval_mask, eval_align)?,
+                eval_spikes_heldin_forward: fwd_in,
+                eval_spikes_heldout_forward: fwd_out,
+                decode_masks: decode,
+                psth,
+                jitter,
+            })
+        }
+    };
+    Ok(SplitTensors {
+        train,
+        eval,
+        target,
+    })
+}
