@@ -321,7 +321,7 @@ impl AtomicH5 {
                 let group = if file.link_exists(g) {
                     file.group(g)
                 } else {
-                    file.create_group(g)
+                    file.create_group_builder().obj_track_times(false).create(g)
                 }
                 .map_err(|e| self.write_err(name, e))?;
                 (group, k)

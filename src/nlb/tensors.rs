@@ -339,7 +339,144 @@ fn jitter_bins(jit: &[Option<i64>], bw_ms: i64) -> Vec<i32> {
         .collect()
 }
 
-/// Builds every tensor of one split, as nlb-lightning's preprocessing does.
+/// The train/eval trial masks of a phase and the dmfc jitter of each (if any).
+struct Masks {
+    train: Vec<bool>,
+    eval: Vec<bool>,
+    train_jit: Option<(Vec<Option<i64>>, Vec<Option<i64>>)>,
+    eval_jit: Option<(Vec<Option<i64>>, Vec<Option<i64>>)>,
+}
+
+impl Masks {
+    fn new(binned: &Binned<'_>, params: &DatasetParams, phase: Phase) -> Result<Masks> {
+        let table = &binned.session.trials;
+        let train = table.split_mask(phase.train_splits());
+        let eval = table.split_mask(&[phase.eval_split()]);
+        let train_jit = jittered_align(binned, params, &train)?;
+        let eval_jit = jittered_align(binned, params, &eval)?;
+        Ok(Masks {
+            train,
+            eval,
+            train_jit,
+            eval_jit,
+        })
+    }
+
+    fn train_align(&self) -> Option<&[Option<i64>]> {
+        self.train_jit.as_ref().map(|(c, _)| c.as_slice())
+    }
+
+    fn eval_align(&self) -> Option<&[Option<i64>]> {
+        self.eval_jit.as_ref().map(|(c, _)| c.as_slice())
+    }
+}
+
+fn make_cut<'a>(params: &DatasetParams, align: Option<&'a [Option<i64>]>) -> WindowCut<'a> {
+    WindowCut {
+        window: params.make,
+        align_override: align,
+        range_override: None,
+    }
+}
+
+fn train_input(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Result<TrainInput> {
+    let align = masks.train_align();
+    let (heldin, heldout, _) = binned.stacked(&make_cut(params, align), &masks.train, false)?;
+    let behavior = binned.behavior(params, &masks.train, align)?;
+    let (heldin_forward, heldout_forward, _) =
+        binned.stacked(&forward_cut(params.make, align), &masks.train, false)?;
+    Ok(TrainInput {
+        heldin,
+        heldout,
+        behavior,
+        heldin_forward,
+        heldout_forward,
+    })
+}
+
+fn eval_input_of(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Result<EvalInput> {
+    let (heldin, heldout, _) =
+        binned.stacked(&make_cut(params, masks.eval_align()), &masks.eval, true)?;
+    let any_test = binned
+        .session
+        .trials
+        .split()
+        .iter()
+        .zip(&masks.eval)
+        .any(|(s, &m)| m && s == "test");
+    Ok(EvalInput {
+        heldin,
+        heldout: (!any_test).then_some(heldout),
+    })
+}
+
+/// `eval_input.h5` alone: all a test-phase file without held-out units or behaviour supports.
+pub fn eval_input(
+    session: &Session,
+    params: &DatasetParams,
+    bw: BinWidth,
+    phase: Phase,
+) -> Result<EvalInput> {
+    let binned = Binned::new(session, bw);
+    let masks = Masks::new(&binned, params, phase)?;
+    eval_input_of(&binned, params, &masks)
+}
+
+fn eval_target(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Result<EvalTarget> {
+    let bw = binned.bw;
+    let eval_align = masks.eval_align();
+    // nlb-lightning builds dmfc targets with make_params (full jittered windows).
+    let window = if params.jitter {
+        params.make
+    } else {
+        params.eval_make
+    };
+    let target_cut = WindowCut {
+        window,
+        align_override: eval_align,
+        range_override: None,
+    };
+    let (_, eval_spikes_heldout, _) = binned.stacked(&target_cut, &masks.eval, false)?;
+    let (fwd_in, fwd_out, _) =
+        binned.stacked(&forward_cut(window, eval_align), &masks.eval, false)?;
+    let decode = if params.decode_masks {
+        Some((
+            decode_masks(binned, &masks.train)?,
+            decode_masks(binned, &masks.eval)?,
+        ))
+    } else {
+        None
+    };
+    let ignore: Vec<bool> = masks
+        .train
+        .iter()
+        .zip(&masks.eval)
+        .map(|(&t, &e)| !(t || e))
+        .collect();
+    let psth = match &params.psth {
+        Some(p) => Some(psth::build(binned, p, &masks.train, &masks.eval, &ignore)?),
+        None => None,
+    };
+    let jitter = match (&masks.train_jit, &masks.eval_jit) {
+        (Some((_, tj)), Some((_, ej))) => {
+            Some((jitter_bins(tj, bw.ms()), jitter_bins(ej, bw.ms())))
+        }
+        _ => None,
+    };
+    Ok(EvalTarget {
+        eval_spikes_heldout,
+        train_behavior: binned.behavior(params, &masks.train, masks.train_align())?,
+        eval_behavior: binned.behavior(params, &masks.eval, eval_align)?,
+        eval_spikes_heldin_forward: fwd_in,
+        eval_spikes_heldout_forward: fwd_out,
+        decode_masks: decode,
+        psth,
+        jitter,
+    })
+}
+
+/// Builds every tensor of one split, as nlb-lightning's preprocessing does: inputs in both
+/// phases, the target (with PSTHs) in the val phase only.
 pub fn build_split(
     session: &Session,
     params: &DatasetParams,
@@ -347,97 +484,13 @@ pub fn build_split(
     phase: Phase,
 ) -> Result<SplitTensors> {
     let binned = Binned::new(session, bw);
-    let table = &session.trials;
-    let train_mask = table.split_mask(phase.train_splits());
-    let eval_mask = table.split_mask(&[phase.eval_split()]);
-
-    let train_jit = jittered_align(&binned, params, &train_mask)?;
-    let train_align = train_jit.as_ref().map(|(c, _)| c.as_slice());
-    let make = |align| WindowCut {
-        window: params.make,
-        align_override: align,
-        range_override: None,
-    };
-    let (heldin, heldout, _) = binned.stacked(&make(train_align), &train_mask, false)?;
-    let behavior = binned.behavior(params, &train_mask, train_align)?;
-    let (heldin_forward, heldout_forward, _) =
-        binned.stacked(&forward_cut(params.make, train_align), &train_mask, false)?;
-    let train = TrainInput {
-        heldin,
-        heldout,
-        behavior,
-        heldin_forward,
-        heldout_forward,
-    };
-
-    let eval_jit = jittered_align(&binned, params, &eval_mask)?;
-    let eval_align = eval_jit.as_ref().map(|(c, _)| c.as_slice());
-    let (eval_heldin, eval_heldout, _) = binned.stacked(&make(eval_align), &eval_mask, true)?;
-    let any_test = table
-        .split()
-        .iter()
-        .zip(&eval_mask)
-        .any(|(s, &m)| m && s == "test");
-    let eval = EvalInput {
-        heldin: eval_heldin,
-        heldout: (!any_test).then_some(eval_heldout),
-    };
-
-    let target = match phase {
-        Phase::Test => None,
-        Phase::Val => {
-            // nlb-lightning builds dmfc targets with make_params (full jittered windows).
-            let target_window = if params.jitter {
-                params.make
-            } else {
-                params.eval_make
-            };
-            let target_cut = WindowCut {
-                window: target_window,
-                align_override: eval_align,
-                range_override: None,
-            };
-            let (_, eval_spikes_heldout, _) = binned.stacked(&target_cut, &eval_mask, false)?;
-            let (fwd_in, fwd_out, _) =
-                binned.stacked(&forward_cut(target_window, eval_align), &eval_mask, false)?;
-            let decode = if params.decode_masks {
-                Some((
-                    decode_masks(&binned, &train_mask)?,
-                    decode_masks(&binned, &eval_mask)?,
-                ))
-            } else {
-                None
-            };
-            let ignore: Vec<bool> = train_mask
-                .iter()
-                .zip(&eval_mask)
-                .map(|(&t, &e)| !(t || e))
-                .collect();
-            let psth = match &params.psth {
-                Some(p) => Some(psth::build(&binned, p, &train_mask, &eval_mask, &ignore)?),
-                None => None,
-            };
-            let jitter = match (&train_jit, &eval_jit) {
-                (Some((_, tj)), Some((_, ej))) => {
-                    Some((jitter_bins(tj, bw.ms()), jitter_bins(ej, bw.ms())))
-                }
-                _ => None,
-            };
-            Some(EvalTarget {
-                eval_spikes_heldout,
-                train_behavior: binned.behavior(params, &train_mask, train_align)?,
-                eval_behavior: binned.behavior(params, &eval_mask, eval_align)?,
-                eval_spikes_heldin_forward: fwd_in,
-                eval_spikes_heldout_forward: fwd_out,
-                decode_masks: decode,
-                psth,
-                jitter,
-            })
-        }
-    };
+    let masks = Masks::new(&binned, params, phase)?;
     Ok(SplitTensors {
-        train,
-        eval,
-        target,
+        train: train_input(&binned, params, &masks)?,
+        eval: eval_input_of(&binned, params, &masks)?,
+        target: match phase {
+            Phase::Val => Some(eval_target(&binned, params, &masks)?),
+            Phase::Test => None,
+        },
     })
 }
