@@ -383,7 +383,9 @@ pub fn velocity_r2(train: DecodeSplit<'_>, eval: DecodeSplit<'_>) -> Result<f64,
             });
         }
         let fit = fit_ridge_cv(&train_rows, &alphas)?;
-        total += fit.score(&eval_rows);
+        let score = fit.score(&eval_rows);
+        tracing::debug!(mask = c, alpha = fit.alpha, score, "vel R2 decoder");
+        total += score;
     }
     Ok(total / train_masks.ncols() as f64)
 }

@@ -66,8 +66,11 @@ impl<B: Backend> Decoder<B> {
         let fan_in = |n: usize| 1.0 / (n as f64).sqrt();
         // PyTorch draws q, k, v as one [3·d, d] Xavier-uniform matrix.
         let packed = (6.0 / (4 * d_model) as f64).sqrt();
+        // The scaled tensor must become the leaf parameter itself, not an op on the drawn one.
         let scaled = |linear: Linear<B>, factor: f64| Linear {
-            weight: linear.weight.map(|w| w.mul_scalar(factor)),
+            weight: linear
+                .weight
+                .map(|w| w.mul_scalar(factor).detach().require_grad()),
             bias: linear.bias,
         };
         Self {

@@ -16,16 +16,16 @@ use crate::h5::H5Error;
 pub enum PreprocessError {
     #[error("DATA_HOME is not set: pass --data-home or set DATA_HOME in .env")]
     NoDataHome,
-    #[error("{dataset}: {source}")]
+    #[error("{dataset}: {error}")]
     Session {
         dataset: DatasetName,
-        source: SessionError,
+        error: SessionError,
     },
-    #[error("{split} (from {folder}): {source}")]
+    #[error("{split} (from {folder}): {error}")]
     Tensor {
         split: String,
         folder: PathBuf,
-        source: TensorError,
+        error: TensorError,
     },
     #[error(transparent)]
     Write(#[from] H5Error),
@@ -99,7 +99,7 @@ pub fn run(opts: &PreprocessOptions) -> Result<Vec<SplitReport>, PreprocessError
 }
 
 fn load(dataset: DatasetName, folder: &Path, progress: bool) -> Result<Session, PreprocessError> {
-    let session_err = |source| PreprocessError::Session { dataset, source };
+    let session_err = |error| PreprocessError::Session { dataset, error };
     let files = nwb_files(folder).map_err(session_err)?;
     let pb = bar(progress, files.len() as u64, "reading NWB");
     let started = Instant::now();
@@ -138,10 +138,10 @@ fn make_split(
         split.bin_width,
         split.phase,
     )
-    .map_err(|source| PreprocessError::Tensor {
+    .map_err(|error| PreprocessError::Tensor {
         split: split.dir_name(),
         folder: folder.to_path_buf(),
-        source,
+        error,
     })?;
     let dir = split.dir(&opts.prep_home).0;
     write_split(&dir, &split, &tensors, &opts.files)?;
