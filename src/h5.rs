@@ -272,6 +272,9 @@ impl H5File {
 
 /// One dataset to write: values, shape and on-disk type.
 pub enum Data<'a> {
+    F64(&'a [f64], Vec<usize>),
+    I64(&'a [i64], Vec<usize>),
+    Strings(&'a [String]),
     F32(&'a [f32], Vec<usize>),
     I32(&'a [i32], Vec<usize>),
     Bool(&'a [bool], Vec<usize>),
@@ -293,7 +296,9 @@ impl AtomicH5 {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let file = hdf5::File::create(&tmp).map_err(|e| H5Error::Write {
+        let mut options = hdf5::File::with_options();
+        options.with_fcpl(|p| p.obj_track_times(false));
+        let file = options.create(&tmp).map_err(|e| H5Error::Write {
             path: dest.to_path_buf(),
             name: "/".into(),
             msg: e.to_string(),
@@ -318,18 +323,30 @@ impl AtomicH5 {
         let file = self.file.as_ref().expect("file open until commit");
         let (parent, key) = match name.rsplit_once('/') {
             Some((g, k)) => {
-                let group = if file.link_exists(g) {
-                    file.group(g)
-                } else {
-                    file.create_group_builder().obj_track_times(false).create(g)
-                }
-                .map_err(|e| self.write_err(name, e))?;
-                (group, k)
+                self.group(g)?;
+                let file = self.file.as_ref().expect("file open until commit");
+                (file.group(g).map_err(|e| self.write_err(name, e))?, k)
             }
             None => (file.as_group().map_err(|e| self.write_err(name, e))?, name),
         };
         let builder = parent.new_dataset_builder();
         let result = match data {
+            Data::F64(v, shape) => builder
+                .deflate(4)
+                .with_data(&self.shaped(name, v, &shape)?)
+                .create(key),
+            Data::I64(v, shape) => builder
+                .deflate(4)
+                .with_data(&self.shaped(name, v, &shape)?)
+                .create(key),
+            Data::Strings(v) => {
+                let vl = v
+                    .iter()
+                    .map(|s| s.parse::<VarLenUnicode>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| self.write_err(name, e))?;
+                builder.with_data(&vl).create(key)
+            }
             Data::F32(v, shape) => builder
                 .deflate(4)
                 .with_data(&self.shaped(name, v, &shape)?)
@@ -349,6 +366,61 @@ impl AtomicH5 {
             }
         };
         result.map(|_| ()).map_err(|e| self.write_err(name, e))
+    }
+
+    /// Creates an (empty) group, so that containers exist even without datasets.
+    pub fn group(&mut self, name: &str) -> Result<()> {
+        let file = self.file.as_ref().expect("file open until commit");
+        let mut path = String::new();
+        for part in name.split('/').filter(|p| !p.is_empty()) {
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path.push_str(part);
+            if !file.link_exists(&path) {
+                // Created level by level: intermediate groups made by HDF5 itself would record
+                // creation times and break byte-identical reruns.
+                file.create_group_builder()
+                    .obj_track_times(false)
+                    .create(path.as_str())
+                    .map_err(|e| self.write_err(name, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets a string attribute on an existing group or dataset (`/` for the root).
+    pub fn attr_str(&mut self, object: &str, attr: &str, value: &str) -> Result<()> {
+        let loc = self.location(object)?;
+        let v: VarLenUnicode = value.parse().map_err(|e| self.write_err(object, e))?;
+        loc.new_attr::<VarLenUnicode>()
+            .create(attr)
+            .and_then(|a| a.write_scalar(&v))
+            .map_err(|e| self.write_err(&format!("{object}@{attr}"), e))
+    }
+
+    /// Sets a float attribute on an existing group or dataset.
+    pub fn attr_f64(&mut self, object: &str, attr: &str, value: f64) -> Result<()> {
+        let loc = self.location(object)?;
+        loc.new_attr::<f64>()
+            .create(attr)
+            .and_then(|a| a.write_scalar(&value))
+            .map_err(|e| self.write_err(&format!("{object}@{attr}"), e))
+    }
+
+    fn location(&self, object: &str) -> Result<hdf5::Location> {
+        let file = self.file.as_ref().expect("file open until commit");
+        if object == "/" {
+            let loc: &hdf5::Location = file;
+            return Ok(loc.clone());
+        }
+        if let Ok(ds) = file.dataset(object) {
+            let loc: &hdf5::Location = &ds;
+            return Ok(loc.clone());
+        }
+        let g = file.group(object).map_err(|e| self.write_err(object, e))?;
+        let loc: &hdf5::Location = &g;
+        Ok(loc.clone())
     }
 
     fn shaped<T: Clone>(&self, name: &str, v: &[T], shape: &[usize]) -> Result<ArrayD<T>> {

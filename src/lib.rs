@@ -8,3 +8,4 @@ pub mod h5;
 pub mod model;
 pub mod nlb;
 pub mod nwb;
+pub mod synth;

@@ -21,6 +21,23 @@ struct Cli {
 enum Command {
     /// Turn DANDI NWB files into NLB train/eval tensors (one folder per split).
     Preprocess(PreprocessArgs),
+    /// Write a synthetic dataset with known firing rates in the DANDI layout.
+    Synth(SynthArgs),
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    /// Dataset to imitate (maze family so far).
+    #[arg(long)]
+    dataset: String,
+    /// DATA_HOME to write into (files go to <out>/<dandiset>/<subject>/).
+    #[arg(long)]
+    out: PathBuf,
+    /// tiny, small or full (the real dataset's neuron and trial counts).
+    #[arg(long, default_value = "small")]
+    scale: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 /// Paths shared by the subcommands; flags override `.env` and the environment.
@@ -92,9 +109,21 @@ fn preprocess(args: PreprocessArgs) -> Result<()> {
     Ok(())
 }
 
+fn synth(args: SynthArgs) -> Result<()> {
+    let dataset: DatasetName = args.dataset.parse()?;
+    let scale: langevin::synth::Scale = args.scale.parse().map_err(anyhow::Error::msg)?;
+    let report = langevin::synth::synth(&args.out, dataset, scale, args.seed)?;
+    for f in &report.files {
+        println!("wrote {}", f.display());
+    }
+    println!("{} trials, {} units", report.trials, report.units);
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Preprocess(args) => preprocess(args).context("preprocess failed"),
+        Command::Synth(args) => synth(args).context("synth failed"),
     }
 }
 

@@ -68,7 +68,10 @@ fn assert_matches(what: &str, ours: &Report, theirs: &RefList) {
         assert_eq!(keys, ref_keys, "{what}: metric keys of {name}");
         for ((k, v), (_, r)) in entries.iter().zip(t) {
             match r {
-                None => assert!(v.is_nan(), "{what}: {name}/{k}: {v} where the reference is NaN"),
+                None => assert!(
+                    v.is_nan(),
+                    "{what}: {name}/{k}: {v} where the reference is NaN"
+                ),
                 Some(r) => assert!(
                     (v - r).abs() <= TOL,
                     "{what}: {name}/{k}: {v} vs reference {r} (diff {:.3e})",
@@ -109,7 +112,8 @@ fn every_fixture_split_matches_the_reference() {
 #[test]
 #[ignore = "needs LANGEVIN_NLB_FIXTURES pointing at the full NLB fixture folder"]
 fn all_val_splits_match_the_reference() {
-    let root = PathBuf::from(std::env::var("LANGEVIN_NLB_FIXTURES").expect("set LANGEVIN_NLB_FIXTURES"));
+    let root =
+        PathBuf::from(std::env::var("LANGEVIN_NLB_FIXTURES").expect("set LANGEVIN_NLB_FIXTURES"));
     let n = check_splits(&root.join("prep"), &root.join("reference_metrics.json"));
     assert_eq!(n, 14 * SUBMISSIONS.len());
 }
@@ -155,7 +159,12 @@ fn copy_group(src: &H5File, dst: &mut AtomicH5, group: &str, skip: &[&str]) {
 
 fn only_group(file: &H5File) -> String {
     let groups = file.members("/").unwrap();
-    assert_eq!(groups.len(), 1, "{}: one group per fixture file", file.path().display());
+    assert_eq!(
+        groups.len(),
+        1,
+        "{}: one group per fixture file",
+        file.path().display()
+    );
     groups[0].clone()
 }
 
@@ -186,7 +195,13 @@ fn one_file_with_every_group_reproduces_the_merged_report() {
 
     // The reference order: non-scaling splits in visiting order, then the merged scaling splits.
     let order = |name: &str| -> (usize, usize) {
-        let datasets = ["mc_maze", "mc_rtt", "area2_bump", "dmfc_rsg", "mc_maze_scaling"];
+        let datasets = [
+            "mc_maze",
+            "mc_rtt",
+            "area2_bump",
+            "dmfc_rsg",
+            "mc_maze_scaling",
+        ];
         let (base, bin) = match name.strip_suffix("_20_split") {
             Some(b) => (b, 1),
             None => (name.strip_suffix("_split").unwrap(), 0),
@@ -295,7 +310,8 @@ fn negative_rates_are_rejected_naming_the_key() {
 
 #[test]
 fn a_missing_required_key_names_the_file_and_key() {
-    let (result, path, _tmp) = evaluate_edited("area2_bump-05ms-val", &["train_rates_heldin"], |_, _| {});
+    let (result, path, _tmp) =
+        evaluate_edited("area2_bump-05ms-val", &["train_rates_heldin"], |_, _| {});
     let msg = result.unwrap_err();
     assert!(
         msg.contains(path.to_str().unwrap()) && msg.contains("area2_bump/train_rates_heldin"),
@@ -323,7 +339,8 @@ fn without_forward_rates_there_is_no_fp_bps_and_dmfc_needs_no_train_rates() {
 #[test]
 fn groups_missing_from_either_file_are_skipped() {
     // The submission's group has no eval_rates_heldout: nothing is scored, and no error.
-    let (result, _, _tmp) = evaluate_edited("mc_maze_small-20ms-val", &["eval_rates_heldout"], |_, _| {});
+    let (result, _, _tmp) =
+        evaluate_edited("mc_maze_small-20ms-val", &["eval_rates_heldout"], |_, _| {});
     assert!(result.unwrap().splits.is_empty());
     // A submission scored against another dataset's target: no common group.
     let dir = fixtures();
@@ -343,7 +360,8 @@ fn json_has_the_reference_nesting() {
         &dir.join("submission_smoothing.h5"),
     )
     .unwrap();
-    let json: serde_json::Value = serde_json::from_str(&Report::from_results(&results).to_json()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&Report::from_results(&results).to_json()).unwrap();
     let split = &json[0]["mc_maze_scaling_20_split"];
     assert!(split["[100] co-bps"].is_f64() && split["[100] psth R2"].is_f64());
     assert_eq!(json.as_array().unwrap().len(), 1);

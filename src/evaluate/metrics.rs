@@ -44,7 +44,7 @@ pub fn poisson_nll<D: Dimension>(
 ///
 /// The null rate `λ` of each neuron (last axis) is the NaN-ignoring mean of the very spikes being
 /// scored, as in nlb_tools, so scores from different splits are not comparable to each other's null
-/// models. The `lnΓ(n+1)` terms of the two likelihoods cancel and are left out of the sum.
+/// models. The `lnΓ(n+1)` terms of the two likelihoods cancel and are left out of both sums.
 pub fn bits_per_spike<D: Dimension>(
     rates: ArrayView<'_, f64, D>,
     spikes: ArrayView<'_, f64, D>,
@@ -58,6 +58,8 @@ pub fn bits_per_spike<D: Dimension>(
         });
     };
     let n_neurons = spikes.len_of(Axis(last));
+    // Per neuron: number of defined counts and their sum, which give both the null rate and the
+    // whole null likelihood `Σ λ − n·ln λ = count·λ − sum·ln λ` without a logarithm per element.
     let mut sums = vec![0.0; n_neurons];
     let mut counts = vec![0usize; n_neurons];
     for lane in spikes.lanes(Axis(last)) {
@@ -68,25 +70,24 @@ pub fn bits_per_spike<D: Dimension>(
             }
         }
     }
-    let null: Vec<f64> = sums
-        .iter()
-        .zip(&counts)
-        .map(|(&s, &c)| {
-            let mean = s / c as f64;
-            if mean == 0.0 {
-                ZERO_RATE
-            } else {
-                mean
-            }
-        })
-        .collect();
+    let mut nll_null = 0.0;
+    let mut total = 0.0;
+    for (&s, &c) in sums.iter().zip(&counts) {
+        if c == 0 {
+            continue;
+        }
+        let mean = s / c as f64;
+        let lam = if mean == 0.0 { ZERO_RATE } else { mean };
+        nll_null += c as f64 * lam - s * lam.ln();
+        total += s;
+    }
 
-    let (mut gain, mut total, mut bad) = (0.0, 0.0, false);
+    let (mut nll_model, mut bad) = (0.0, false);
     Zip::from(rates.lanes(Axis(last)))
         .and(spikes.lanes(Axis(last)))
         .for_each(|r_lane, n_lane| {
-            let mut lane_gain = 0.0;
-            for ((&r, &n), &lam) in r_lane.iter().zip(n_lane.iter()).zip(&null) {
+            let mut lane_nll = 0.0;
+            for (&r, &n) in r_lane.iter().zip(n_lane.iter()) {
                 if n.is_nan() {
                     continue;
                 }
@@ -95,15 +96,15 @@ pub fn bits_per_spike<D: Dimension>(
                     continue;
                 }
                 let r = if r == 0.0 { ZERO_RATE } else { r };
-                lane_gain += (lam - n * lam.ln()) - (r - n * r.ln());
-                total += n;
+                // Most bins hold no spike; skip the logarithm there.
+                lane_nll += if n == 0.0 { r } else { r - n * r.ln() };
             }
-            gain += lane_gain;
+            nll_model += lane_nll;
         });
     if bad {
         return Err(first_bad_rate(&rates, &spikes));
     }
-    Ok(gain / total / std::f64::consts::LN_2)
+    Ok((nll_null - nll_model) / total / std::f64::consts::LN_2)
 }
 
 /// Locates the first NaN or negative rate (in logical order) for the error message; only called
@@ -195,20 +196,30 @@ pub fn r2_score(y_true: ArrayView2<'_, f64>, y_pred: ArrayView2<'_, f64>) -> f64
     if n < 2 || q == 0 {
         return f64::NAN;
     }
-    let mut total = 0.0;
-    for (t, p) in y_true.columns().into_iter().zip(y_pred.columns()) {
-        let ss_res: f64 = t.iter().zip(p.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
-        let first = t[0];
-        let constant = t.iter().all(|&v| v == first);
-        let ss_tot = if constant {
-            0.0
-        } else {
-            let mean = t.sum() / n as f64;
-            t.iter().map(|v| (v - mean) * (v - mean)).sum()
-        };
-        total += r2_from_sums(ss_res, ss_tot);
+    // Row-major accumulation: the inputs are row-major and can be large (stacked PSTHs).
+    let first = y_true.row(0);
+    let mut sum = vec![0.0; q];
+    let mut ss_res = vec![0.0; q];
+    let mut constant = vec![true; q];
+    for (t, p) in y_true.rows().into_iter().zip(y_pred.rows()) {
+        for j in 0..q {
+            let (a, b) = (t[j], p[j]);
+            sum[j] += a;
+            ss_res[j] += (a - b) * (a - b);
+            constant[j] &= a == first[j];
+        }
     }
-    total / q as f64
+    let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
+    let mut ss_tot = vec![0.0; q];
+    for t in y_true.rows() {
+        for j in 0..q {
+            ss_tot[j] += (t[j] - mean[j]) * (t[j] - mean[j]);
+        }
+    }
+    (0..q)
+        .map(|j| r2_from_sums(ss_res[j], if constant[j] { 0.0 } else { ss_tot[j] }))
+        .sum::<f64>()
+        / q as f64
 }
 
 /// One output's R² from its residual and total sums of squares, with sklearn's `force_finite`.
@@ -289,11 +300,13 @@ pub fn psth_r2(
     let mut truth: Vec<f64> = Vec::new();
     let mut pred: Vec<f64> = Vec::new();
     let mut mean = ndarray::Array2::<f64>::zeros((t_len, n_neurons));
+    let mut undefined = vec![false; t_len];
     for (c, trials) in eval_cond_idx.iter().enumerate() {
         if trials.is_empty() {
             continue;
         }
         mean.fill(0.0);
+        undefined.fill(false);
         for &i in trials {
             if i >= n_trials {
                 return Err(MetricError::TrialIndex {
@@ -302,15 +315,21 @@ pub fn psth_r2(
                     n_trials,
                 });
             }
+            // Row t of the shifted trial is row t − J of the original; rows shifted in from
+            // outside the trial are NaN, which the plain mean propagates.
             let jit = eval_jitter.map_or(0, |j| j[i]);
-            for (t, mut row) in mean.rows_mut().into_iter().enumerate() {
-                let src = t as i64 - jit;
-                if src < 0 || src >= t_len as i64 {
-                    row.fill(f64::NAN);
-                } else {
-                    row += &eval_rates.slice(ndarray::s![i, src as usize, ..]);
-                }
+            let lo = jit.clamp(0, t_len as i64) as usize;
+            let hi = (t_len as i64 + jit).clamp(0, t_len as i64) as usize;
+            undefined[..lo].fill(true);
+            undefined[hi..].fill(true);
+            if lo < hi {
+                let (src_lo, src_hi) = ((lo as i64 - jit) as usize, (hi as i64 - jit) as usize);
+                let mut dst = mean.slice_mut(ndarray::s![lo..hi, ..]);
+                dst += &eval_rates.slice(ndarray::s![i, src_lo..src_hi, ..]);
             }
+        }
+        for (t, _) in undefined.iter().enumerate().filter(|(_, &u)| u) {
+            mean.row_mut(t).fill(f64::NAN);
         }
         mean /= trials.len() as f64;
         for t in 0..t_len {

@@ -163,12 +163,34 @@ fn fold_sums(
     let mut sums = Sums::zeros(src.n_features(), src.n_outputs());
     for_chunks(src, bounds, x_shift, y_shift, |x, y| {
         sums.n += x.nrows();
-        ndarray::linalg::general_mat_mul(1.0, &x.t(), &x, 1.0, &mut sums.xx);
+        add_gram_upper(x, &mut sums.xx);
         ndarray::linalg::general_mat_mul(1.0, &x.t(), &y, 1.0, &mut sums.xy);
         sums.x += &x.sum_axis(Axis(0));
         sums.y += &y.sum_axis(Axis(0));
     });
+    let p = sums.xx.nrows();
+    for i in 0..p {
+        for j in 0..i {
+            sums.xx[[i, j]] = sums.xx[[j, i]];
+        }
+    }
     sums
+}
+
+/// Adds the upper block triangle of `xᵀx` to `g`: the Gram matrix is symmetric, and skipping the
+/// blocks below the diagonal nearly halves the dominant cost of vel R2.
+fn add_gram_upper(x: ArrayView2<'_, f64>, g: &mut Array2<f64>) {
+    const BLOCK: usize = 64;
+    let p = x.ncols();
+    for i in (0..p).step_by(BLOCK) {
+        let bi = i..(i + BLOCK).min(p);
+        let xi = x.slice(s![.., bi.clone()]);
+        for j in (i..p).step_by(BLOCK) {
+            let bj = j..(j + BLOCK).min(p);
+            let mut gij = g.slice_mut(s![bi.clone(), bj.clone()]);
+            ndarray::linalg::general_mat_mul(1.0, &xi.t(), &x.slice(s![.., bj]), 1.0, &mut gij);
+        }
+    }
 }
 
 /// Predictions of several models at once on rows `bounds`, returned with the (shifted) truth.

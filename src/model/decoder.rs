@@ -117,21 +117,30 @@ impl<B: Backend> Decoder<B> {
     }
 
     /// `[z, v, h]` features `[B, T', d_model]` → log-rates `[B, T', N]`.
+    ///
+    /// Everything but the attention scores is per step, so it runs on `[B·T', ·]` matrices:
+    /// one large matmul per layer instead of `B` small batched ones.
     pub fn forward(&self, x: Tensor<B, 3>, train: bool) -> Tensor<B, 3> {
+        let [batch, steps, d_model] = x.dims();
+        let x = x.reshape([batch * steps, d_model]);
+        let attended = self.attention(x.clone(), batch, steps);
         let x = self
             .norm_attention
-            .forward(x.clone() + dropout(self.attention(x), self.dropout, train));
+            .forward(x + dropout(attended, self.dropout, train));
         let ff = relu(self.ff_in.forward(x.clone()));
         let ff = self.ff_out.forward(dropout(ff, self.dropout, train));
         let x = self.norm_ff.forward(x + dropout(ff, self.dropout, train));
-        self.readout.forward(x)
+        let log_rates = self.readout.forward(x);
+        let n_neurons = log_rates.dims()[1];
+        log_rates.reshape([batch, steps, n_neurons])
     }
 
-    /// Multi-head scaled dot-product self-attention over all steps.
-    fn attention(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch, steps, d_model] = x.dims();
+    /// Multi-head scaled dot-product self-attention over all steps of each trial; `x` is
+    /// `[B·T', d_model]`, trial-major.
+    fn attention(&self, x: Tensor<B, 2>, batch: usize, steps: usize) -> Tensor<B, 2> {
+        let d_model = x.dims()[1];
         let d_head = d_model / self.n_heads;
-        let heads = |y: Tensor<B, 3>| {
+        let heads = |y: Tensor<B, 2>| {
             y.reshape([batch, steps, self.n_heads, d_head])
                 .swap_dims(1, 2)
         };
@@ -144,7 +153,7 @@ impl<B: Backend> Decoder<B> {
         let context = softmax(scores, 3)
             .matmul(v)
             .swap_dims(1, 2)
-            .reshape([batch, steps, d_model]);
+            .reshape([batch * steps, d_model]);
         self.output.forward(context)
     }
 }

@@ -625,3 +625,53 @@ mod tests {
         assert!(loss.kl.into_scalar() > 0.0);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    type Ad = Autodiff<NdArray<f32>>;
+
+    fn time(b: usize, t: usize, tf: usize, nin: usize, n: usize, h: usize, reps: usize) {
+        let device = Default::default();
+        let cfg = LangevinFlowConfig {
+            hidden_size: h,
+            ..Default::default()
+        };
+        let model = cfg.init::<Ad>(nin, n, &device).unwrap();
+        let x =
+            Tensor::<Ad, 3>::random([b, t, nin], Distribution::Uniform(0.0, 3.0), &device).floor();
+        let y = Tensor::<Ad, 3>::random([b, t + tf, n], Distribution::Uniform(0.0, 3.0), &device)
+            .floor();
+        let mut fwd = vec![];
+        let mut tot = vec![];
+        for _ in 0..reps {
+            let s = std::time::Instant::now();
+            let loss = model.training_loss(x.clone(), y.clone(), 10);
+            let _: f32 = loss.total.clone().into_scalar();
+            let f = s.elapsed().as_secs_f64();
+            let g = loss.total.backward();
+            let _: f32 = model
+                .decoder
+                .readout
+                .weight
+                .val()
+                .grad(&g)
+                .unwrap()
+                .sum()
+                .into_scalar();
+            fwd.push(f);
+            tot.push(s.elapsed().as_secs_f64());
+        }
+        fwd.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        tot.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("B={b} T={t}+{tf} Nin={nin} N={n} H=D={h}: forward {:.1} ms, forward+backward {:.1} ms (median of {reps})", fwd[reps/2]*1e3, tot[reps/2]*1e3);
+    }
+
+    #[test]
+    #[ignore]
+    fn timing() {
+        time(16, 35, 10, 22, 30, 64, 9);
+        time(64, 140, 40, 137, 182, 64, 3);
+    }
+}
