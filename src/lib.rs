@@ -8,4 +8,5 @@ pub mod h5;
 pub mod model;
 pub mod nlb;
 pub mod nwb;
+pub mod quickstart;
 pub mod synth;

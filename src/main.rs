@@ -23,6 +23,18 @@ enum Command {
     Preprocess(PreprocessArgs),
     /// Write a synthetic dataset with known firing rates in the DANDI layout.
     Synth(SynthArgs),
+    /// Run the pipeline end to end on a small synthetic dataset.
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Args)]
+struct QuickstartArgs {
+    /// Folder for the synthetic data and its split folders.
+    #[arg(long, default_value = "langevin-quickstart")]
+    dir: PathBuf,
+    /// tiny, small or full.
+    #[arg(long, default_value = "small")]
+    scale: String,
 }
 
 #[derive(Args)]
@@ -120,10 +132,20 @@ fn synth(args: SynthArgs) -> Result<()> {
     Ok(())
 }
 
+fn quickstart(args: QuickstartArgs) -> Result<()> {
+    let scale: langevin::synth::Scale = args.scale.parse().map_err(anyhow::Error::msg)?;
+    let report = langevin::quickstart::run(&args.dir, scale, true)?;
+    print!("{}", preprocess::summary_table(&report.splits));
+    println!("synthetic NWB files: {}", report.data_home.display());
+    println!("split folders:       {}", report.prep_home.display());
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Preprocess(args) => preprocess(args).context("preprocess failed"),
         Command::Synth(args) => synth(args).context("synth failed"),
+        Command::Quickstart(args) => quickstart(args).context("quickstart failed"),
     }
 }
 

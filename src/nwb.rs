@@ -327,11 +327,26 @@ pub fn write(path: &Path, file: &NwbFile, description: &str, bool_columns: &[&st
     w.attr_str("/", "neurodata_type", "NWBFile")?;
     w.attr_str("/", "nwb_version", "2.5.0")?;
     let text = |v: &str| vec![v.to_string()];
-    w.write("identifier", Data::Strings(&text(&format!("langevin-{}", file.units.ids.len()))))?;
+    w.write(
+        "identifier",
+        Data::Strings(&text(&format!("langevin-{}", file.units.ids.len()))),
+    )?;
     w.write("session_description", Data::Strings(&text(description)))?;
-    w.write("session_start_time", Data::Strings(&text("2026-01-01T00:00:00+00:00")))?;
-    w.write("timestamps_reference_time", Data::Strings(&text("2026-01-01T00:00:00+00:00")))?;
-    for g in ["acquisition", "analysis", "processing", "stimulus/presentation", "stimulus/templates"] {
+    w.write(
+        "session_start_time",
+        Data::Strings(&text("2026-01-01T00:00:00+00:00")),
+    )?;
+    w.write(
+        "timestamps_reference_time",
+        Data::Strings(&text("2026-01-01T00:00:00+00:00")),
+    )?;
+    for g in [
+        "acquisition",
+        "analysis",
+        "processing",
+        "stimulus/presentation",
+        "stimulus/templates",
+    ] {
         w.group(g)?;
     }
     write_units(&mut w, &file.units)?;
@@ -339,15 +354,29 @@ pub fn write(path: &Path, file: &NwbFile, description: &str, bool_columns: &[&st
     for s in &file.series {
         let base = format!("processing/behavior/{}", s.name);
         let rows = s.times.len();
-        w.write(&format!("{base}/data"), Data::F64(&s.data, vec![rows, s.n_channels()]))?;
-        w.write(&format!("{base}/timestamps"), Data::F64(&s.times, vec![rows]))?;
-        w.attr_str(&base, "comments", &format!("columns=[{}]", s.channels.join(",")))?;
+        w.write(
+            &format!("{base}/data"),
+            Data::F64(&s.data, vec![rows, s.n_channels()]),
+        )?;
+        w.write(
+            &format!("{base}/timestamps"),
+            Data::F64(&s.times, vec![rows]),
+        )?;
+        w.attr_str(
+            &base,
+            "comments",
+            &format!("columns=[{}]", s.channels.join(",")),
+        )?;
         w.attr_str(&base, "neurodata_type", "TimeSeries")?;
         w.attr_str(&base, "description", &s.name)?;
     }
     if !file.series.is_empty() {
         w.attr_str("processing/behavior", "neurodata_type", "ProcessingModule")?;
-        w.attr_str("processing/behavior", "description", "Processed behavioral data")?;
+        w.attr_str(
+            "processing/behavior",
+            "description",
+            "Processed behavioral data",
+        )?;
     }
     Ok(w.commit()?)
 }
@@ -363,12 +392,21 @@ fn ends(lens: impl Iterator<Item = usize>) -> Vec<i64> {
 fn write_units(w: &mut AtomicH5, u: &Units) -> Result<()> {
     let n = u.ids.len();
     let times: Vec<f64> = u.spike_times.iter().flatten().copied().collect();
-    let obs: Vec<f64> = u.obs_intervals.iter().flatten().flatten().copied().collect();
+    let obs: Vec<f64> = u
+        .obs_intervals
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .collect();
     w.write("units/id", Data::I64(&u.ids, vec![n]))?;
     w.write("units/spike_times", Data::F64(&times, vec![times.len()]))?;
     let idx = ends(u.spike_times.iter().map(Vec::len));
     w.write("units/spike_times_index", Data::I64(&idx, vec![n]))?;
-    w.write("units/obs_intervals", Data::F64(&obs, vec![obs.len() / 2, 2]))?;
+    w.write(
+        "units/obs_intervals",
+        Data::F64(&obs, vec![obs.len() / 2, 2]),
+    )?;
     let idx = ends(u.obs_intervals.iter().map(Vec::len));
     w.write("units/obs_intervals_index", Data::I64(&idx, vec![n]))?;
     w.write("units/heldout", Data::Bool(&u.heldout, vec![n]))?;

@@ -32,7 +32,10 @@ fn genuine_eval_input_matches_direct_counts() {
     let params = DatasetName::McMazeSmall.params();
     let input = eval_input(&session, &params, BinWidth::ALL[0], Phase::Test).unwrap();
     assert_eq!(input.heldin.shape, vec![100, 140, 107]);
-    assert!(input.heldout.is_none(), "test trials have no held-out spikes");
+    assert!(
+        input.heldout.is_none(),
+        "test trials have no held-out spikes"
+    );
 
     let file = nwb::read(&folder().join("sub-Jenkins_ses-small_desc-test_ecephys.nwb")).unwrap();
     let onset = file.trials.num("move_onset_time").unwrap();

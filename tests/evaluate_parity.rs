@@ -1,6 +1,11 @@
 //! The evaluator against nlb_tools: every metric of every fixture split and submission must match
 //! the reference evaluator's output to 1e-6, and malformed submissions must fail with messages
 //! that name the file, group, key and shapes.
+//!
+//! `tests/fixtures/evaluate/` holds 7 of the 14 val splits of the synthetic NLB fixture set (every
+//! dataset family, both bin widths), each with its `eval_target.h5` and three submissions
+//! (smoothing baseline, ground-truth rates, random rates), and the matching part of the reference
+//! evaluator's `reference_metrics.json`.
 
 use std::fmt;
 use std::marker::PhantomData;

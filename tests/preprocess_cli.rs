@@ -43,7 +43,13 @@ fn files_in(dir: &Path) -> Vec<String> {
 fn writes_split_folders_from_env_paths() {
     let prep = tempfile::tempdir().unwrap();
     langevin()
-        .args(["preprocess", "--dataset", "mc_maze_small", "--bin-width", "20"])
+        .args([
+            "preprocess",
+            "--dataset",
+            "mc_maze_small",
+            "--bin-width",
+            "20",
+        ])
         .env("DATA_HOME", data_home())
         .env("PREP_HOME", prep.path())
         .assert()
@@ -65,7 +71,15 @@ fn running_twice_gives_identical_bytes() {
     let prep = tempfile::tempdir().unwrap();
     let run = || {
         langevin()
-            .args(["preprocess", "--dataset", "dmfc_rsg", "--bin-width", "5", "--phase", "val"])
+            .args([
+                "preprocess",
+                "--dataset",
+                "dmfc_rsg",
+                "--bin-width",
+                "5",
+                "--phase",
+                "val",
+            ])
             .args(["--data-home".as_ref(), data_home().as_os_str()])
             .args(["--prep-home".as_ref(), prep.path().as_os_str()])
             .assert()
@@ -118,7 +132,10 @@ fn missing_data_home_and_folders_are_named() {
         .env("PREP_HOME", prep.path())
         .assert()
         .failure()
-        .stderr(predicate::str::contains("000129/sub-Indy").and(predicate::str::contains("does not exist")));
+        .stderr(
+            predicate::str::contains("000129/sub-Indy")
+                .and(predicate::str::contains("does not exist")),
+        );
     std::fs::create_dir_all(empty.path().join("000129/sub-Indy")).unwrap();
     langevin()
         .args(["preprocess", "--dataset", "mc_rtt"])
@@ -127,14 +144,25 @@ fn missing_data_home_and_folders_are_named() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("no .nwb files"));
-    assert!(files_in(prep.path()).is_empty(), "nothing written on failure");
+    assert!(
+        files_in(prep.path()).is_empty(),
+        "nothing written on failure"
+    );
 }
 
 #[test]
 fn truncated_nwb_file_is_named_and_nothing_is_lost() {
     let home = copy_dataset("000140", "sub-Jenkins");
     let prep = tempfile::tempdir().unwrap();
-    let args = ["preprocess", "--dataset", "mc_maze_small", "--bin-width", "20", "--phase", "val"];
+    let args = [
+        "preprocess",
+        "--dataset",
+        "mc_maze_small",
+        "--bin-width",
+        "20",
+        "--phase",
+        "val",
+    ];
     langevin()
         .args(args)
         .env("DATA_HOME", home.path())
@@ -180,15 +208,26 @@ fn missing_trials_column_and_behaviour_are_named() {
         .join("000128/sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb");
     delete_from_nwb(&train, "processing/behavior/hand_vel");
     langevin()
-        .args(["preprocess", "--dataset", "mc_maze", "--bin-width", "5", "--phase", "val"])
+        .args([
+            "preprocess",
+            "--dataset",
+            "mc_maze",
+            "--bin-width",
+            "5",
+            "--phase",
+            "val",
+        ])
         .env("DATA_HOME", home.path())
         .env("PREP_HOME", prep.path())
         .assert()
         .failure()
         .stderr(predicate::str::contains("hand_vel"));
-    assert!(files_in(&prep.path().join("mc_maze-05ms-val"))
-        .iter()
-        .all(|f| !f.starts_with('.')), "no temporary files left behind");
+    assert!(
+        files_in(&prep.path().join("mc_maze-05ms-val"))
+            .iter()
+            .all(|f| !f.starts_with('.')),
+        "no temporary files left behind"
+    );
 
     let home = copy_dataset("000128", "sub-Jenkins");
     let train = home
@@ -196,7 +235,15 @@ fn missing_trials_column_and_behaviour_are_named() {
         .join("000128/sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb");
     delete_from_nwb(&train, "units/obs_intervals");
     langevin()
-        .args(["preprocess", "--dataset", "mc_maze", "--bin-width", "5", "--phase", "val"])
+        .args([
+            "preprocess",
+            "--dataset",
+            "mc_maze",
+            "--bin-width",
+            "5",
+            "--phase",
+            "val",
+        ])
         .env("DATA_HOME", home.path())
         .env("PREP_HOME", prep.path())
         .assert()

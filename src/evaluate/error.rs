@@ -20,8 +20,8 @@ pub enum MetricError {
     NanRate { index: Vec<usize> },
     #[error("negative rate {value} at index {index:?}")]
     NegativeRate { index: Vec<usize>, value: f64 },
-    #[error("{what} holds NaN at index {index:?}")]
-    NanInput {
+    #[error("{what} holds NaN or infinity at index {index:?}")]
+    NonFinite {
         what: &'static str,
         index: Vec<usize>,
     },
@@ -40,7 +40,7 @@ pub enum MetricError {
         n_trials: usize,
     },
     #[error(
-        "condition {condition}: the predicted PSTH is NaN at time bin {bin} where the target \
+        "condition {condition}: the predicted PSTH is NaN or infinite at time bin {bin} where the target \
          PSTH is defined"
     )]
     NanPrediction { condition: usize, bin: usize },
@@ -129,7 +129,7 @@ pub enum EvalError {
         file: PathBuf,
         group: String,
         #[source]
-        source: GroupError,
+        source: Box<GroupError>,
     },
     #[error(
         "group `{group}` of submission {} scored against target {}: {source}",
@@ -141,6 +141,6 @@ pub enum EvalError {
         submission: PathBuf,
         group: String,
         #[source]
-        source: GroupError,
+        source: Box<GroupError>,
     },
 }

@@ -50,7 +50,7 @@ pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetRes
                     target: target.to_path_buf(),
                     submission: submission.to_path_buf(),
                     group: group.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             results.push(DatasetResult {
                 dataset,
@@ -66,7 +66,7 @@ fn in_file(file: &H5File, group: &str, source: GroupError) -> EvalError {
     EvalError::InFile {
         file: file.path().to_path_buf(),
         group: group.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

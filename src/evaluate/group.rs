@@ -3,7 +3,7 @@
 use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
 
 use super::error::{GroupError, Key, MetricError};
-use super::metrics::{bits_per_spike, psth_r2, tp_corr, ZERO_RATE};
+use super::metrics::{bits_per_spike, fp_bps, psth_r2, tp_corr, ZERO_RATE};
 use super::ridge::{velocity_r2, DecodeSplit};
 
 /// The NLB'21 datasets, in the order nlb_tools' evaluator visits them.
@@ -236,7 +236,15 @@ pub fn evaluate_group(
             .ok_or(GroupError::Missing {
                 key: Key::target("eval_spikes_heldout_forward"),
             })?;
-        let (nf, tf, _) = fwd.dim();
+        let (nf, tf, n_fwd) = fwd.dim();
+        if n_fwd != n_all {
+            return Err(GroupError::Shape {
+                key: Key::submission("eval_rates_heldin_forward/eval_rates_heldout_forward"),
+                shape: fwd.shape().to_vec(),
+                other: Key::submission("eval_rates_heldin/eval_rates_heldout"),
+                other_shape: rates.eval.shape().to_vec(),
+            });
+        }
         for (key, part, spk_key, spk) in [
             (
                 "eval_rates_heldin_forward",
@@ -260,9 +268,7 @@ pub fn evaluate_group(
                 });
             }
         }
-        let fwd_spikes = ndarray::concatenate(Axis(2), &[sp_in.view(), sp_out.view()])
-            .expect("forward shapes checked");
-        let fp = bits_per_spike(fwd, fwd_spikes.view()).map_err(|e| GroupError::Metric {
+        let fp = fp_bps(fwd, sp_in.view(), sp_out.view()).map_err(|e| GroupError::Metric {
             metric: "fp-bps",
             key: Key::submission(forward_key(&e, nh)),
             source: e,
@@ -353,7 +359,7 @@ fn vel_r2(
     .map_err(|e| GroupError::Metric {
         metric: "vel R2",
         key: Key::submission(match &e {
-            MetricError::NanInput { what, .. } if what.starts_with("train") => {
+            MetricError::NonFinite { what, .. } if what.starts_with("train") => {
                 "train_rates_heldin/train_rates_heldout"
             }
             _ => "eval_rates_heldin/eval_rates_heldout",

@@ -43,8 +43,8 @@ pub fn poisson_nll<D: Dimension>(
 /// spikes, `(NLL(λ) − NLL(rates)) / Σn / ln 2`.
 ///
 /// The null rate `λ` of each neuron (last axis) is the NaN-ignoring mean of the very spikes being
-/// scored, as in nlb_tools, so scores from different splits are not comparable to each other's null
-/// models. The `lnΓ(n+1)` terms of the two likelihoods cancel and are left out of both sums.
+/// scored, as in nlb_tools: the score is the gain over the best constant rate for these trials.
+/// The `lnΓ(n+1)` terms of the two likelihoods cancel and are left out of both sums.
 pub fn bits_per_spike<D: Dimension>(
     rates: ArrayView<'_, f64, D>,
     spikes: ArrayView<'_, f64, D>,
@@ -105,6 +105,32 @@ pub fn bits_per_spike<D: Dimension>(
         return Err(first_bad_rate(&rates, &spikes));
     }
     Ok((nll_null - nll_model) / total / std::f64::consts::LN_2)
+}
+
+/// fp-bps: bits/spike of the forward prediction (the bins after the observed window) over all
+/// neurons, held-in then held-out, as nlb_tools scores it.
+///
+/// `rates_forward` `[trials, F, held-in + held-out]` is a model's forward output in one piece; the
+/// target keeps the two spike groups apart, so they are joined here.
+pub fn fp_bps(
+    rates_forward: ArrayView3<'_, f64>,
+    spikes_heldin_forward: ArrayView3<'_, f64>,
+    spikes_heldout_forward: ArrayView3<'_, f64>,
+) -> Result<f64, MetricError> {
+    let (a, b) = (
+        spikes_heldin_forward.shape(),
+        spikes_heldout_forward.shape(),
+    );
+    if a[..2] != b[..2] {
+        return Err(MetricError::Shape {
+            what: "spikes_heldin_forward vs spikes_heldout_forward".into(),
+            left: a.to_vec(),
+            right: b.to_vec(),
+        });
+    }
+    let spikes = ndarray::concatenate(Axis(2), &[spikes_heldin_forward, spikes_heldout_forward])
+        .expect("leading axes checked");
+    bits_per_spike(rates_forward, spikes.view())
 }
 
 /// Locates the first NaN or negative rate (in logical order) for the error message; only called
@@ -337,14 +363,14 @@ pub fn psth_r2(
             if target_row[0].is_nan() {
                 continue;
             }
-            if let Some(j) = target_row.iter().position(|v| v.is_nan()) {
-                return Err(MetricError::NanInput {
+            if let Some(j) = target_row.iter().position(|v| !v.is_finite()) {
+                return Err(MetricError::NonFinite {
                     what: "psth",
                     index: vec![c, t, j],
                 });
             }
             let pred_row = mean.row(t);
-            if pred_row.iter().any(|v| v.is_nan()) {
+            if pred_row.iter().any(|v| !v.is_finite()) {
                 return Err(MetricError::NanPrediction {
                     condition: c,
                     bin: t,

@@ -21,6 +21,8 @@ mod ridge;
 pub use error::{EvalError, GroupError, Key, MetricError, Side};
 pub use files::{evaluate_files, SubmissionGroup, BIN_WIDTHS};
 pub use group::{evaluate_group, Dataset, GroupRates, Metrics, TargetGroup};
-pub use metrics::{bits_per_spike, pearson_r, poisson_nll, psth_r2, r2_score, tp_corr};
+pub use metrics::{
+    bits_per_spike, fp_bps, pearson_r, poisson_nll, psth_r2, r2_score, tp_corr, ZERO_RATE,
+};
 pub use report::{format_table, DatasetResult, Report};
 pub use ridge::{alphas, velocity_r2, DecodeSplit, N_FOLDS};

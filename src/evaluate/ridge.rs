@@ -451,8 +451,8 @@ fn select_rows<'a>(
             if b.is_empty() || b[0].is_nan() {
                 continue;
             }
-            if let Some(j) = b.iter().position(|v| v.is_nan()) {
-                return Err(MetricError::NanInput {
+            if let Some(j) = b.iter().position(|v| !v.is_finite()) {
+                return Err(MetricError::NonFinite {
                     what: behavior_name,
                     index: vec![i, t, j],
                 });
@@ -461,9 +461,9 @@ fn select_rows<'a>(
                 .rates
                 .slice(s![i, t, ..])
                 .iter()
-                .position(|v| v.is_nan())
+                .position(|v| !v.is_finite())
             {
-                return Err(MetricError::NanInput {
+                return Err(MetricError::NonFinite {
                     what: rates_name,
                     index: vec![i, t, j],
                 });
@@ -640,7 +640,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err,
-            MetricError::NanInput {
+            MetricError::NonFinite {
                 what: "train rates",
                 index: vec![3, 4, 2]
             }

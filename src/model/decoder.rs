@@ -1,8 +1,10 @@
 //! The decoder (spec §5): one post-norm Transformer encoder layer over `[z, v, h]` and a linear
 //! readout to log-rates.
 //!
-//! Attention is written from Linear layers rather than burn-nn's `MultiHeadAttention`, which
-//! drops out attention *scores* and cannot be told to follow spec §5's dropout placement.
+//! Attention is written from Linear layers rather than taken from burn-nn's
+//! `MultiHeadAttention`: that one drops out attention scores whenever the backend tracks
+//! gradients, while spec §5 places dropout elsewhere and this model switches dropout by an
+//! explicit mode.
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;

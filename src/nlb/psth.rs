@@ -5,8 +5,6 @@
 //! spikes near it: a spike adds its kernel mass to the bins it reaches. The sums are the same
 //! (up to summation order, ~1e-16).
 
-use std::collections::BTreeMap;
-
 use super::dataset::PsthParams;
 use super::session::{Intervals, UnitGroup};
 use super::tensors::{Binned, Result, Tensor, TensorError};
@@ -61,7 +59,9 @@ impl Kernel {
         self.taps.len() as i64
     }
 
-    /// Smoothed value of 1 ms row `n` (which must be valid), from spikes in its run only.
+    /// Smoothed value of 1 ms row `n` (which must be valid), from spikes in its run only:
+    /// the reference's definition, row by row.
+    #[cfg(test)]
     fn row(&self, spikes: &[i64], run: (i64, i64), n: i64) -> f64 {
         let lo = (n + self.offset - self.len() + 1).max(run.0);
         let hi = (n + self.offset).min(run.1 - 1);
@@ -74,42 +74,45 @@ impl Kernel {
     }
 
     /// Smoothed, resampled values of one unit over bins `first..first+out.len()`.
+    ///
+    /// Each observed run is smoothed on its own (zero outside it), as the reference does per
+    /// NaN-free stretch; a spike adds its kernel mass to every bin it reaches within its run.
     fn bins(&self, spikes: &[i64], valid: &Intervals, len_ms: i64, first: i64, out: &mut [f64]) {
         let q = self.q;
-        let last = first + out.len() as i64;
-        // Fast path: every row of the bins and every spike that reaches them lie in one run.
-        let lo = first * q + self.offset - self.len() + 1;
-        let hi = last * q - 1 + self.offset;
-        let need_lo = lo.max(0);
-        let need_hi = (last * q).max((hi + 1).min(len_ms));
-        let fast = last * q <= len_ms
-            && valid
-                .run(first * q)
-                .is_some_and(|(a, b)| a <= need_lo && need_hi <= b);
-        if fast {
-            out.fill(0.0);
-            let from = spikes.partition_point(|&k| k < lo);
-            for &k in spikes[from..].iter().take_while(|&&k| k <= hi) {
-                // Bins j with d = jq + offset − k in [−(q−1), M−1].
-                let j_lo = super::time::ceil_div(k - self.offset - q + 1, q).max(first);
-                let j_hi =
-                    super::time::floor_div(k - self.offset + self.len() - 1, q).min(last - 1);
-                for j in j_lo..=j_hi {
-                    let d = j * q + self.offset - k;
-                    out[(j - first) as usize] += self.bin_sums[(d + q - 1) as usize];
+        let m = self.len();
+        out.fill(0.0);
+        let win_lo = first * q;
+        let win_hi = ((first + out.len() as i64) * q).min(len_ms);
+        let runs = &valid.0;
+        let mut i = runs.partition_point(|&(_, b)| b <= win_lo);
+        while i < runs.len() && runs[i].0 < win_hi {
+            let (a, b) = runs[i];
+            let (s, e) = (a.max(win_lo), b.min(win_hi));
+            let k_lo = a.max(s + self.offset - m + 1);
+            let k_hi = (b - 1).min(e - 1 + self.offset);
+            let from = spikes.partition_point(|&k| k < k_lo);
+            for &k in spikes[from..].iter().take_while(|&&k| k <= k_hi) {
+                // Rows reached by this spike's kernel, inside the run's part of the window.
+                let n_lo = s.max(k - self.offset);
+                let n_hi = (e - 1).min(k - self.offset + m - 1);
+                for j in super::time::floor_div(n_lo, q)..=super::time::floor_div(n_hi, q) {
+                    let bin = &mut out[(j - first) as usize];
+                    if j * q >= n_lo && j * q + q - 1 <= n_hi {
+                        *bin += self.bin_sums[(j * q + self.offset - k + q - 1) as usize];
+                    } else {
+                        let (r0, r1) = ((j * q).max(n_lo), (j * q + q - 1).min(n_hi));
+                        *bin += (r0..=r1)
+                            .map(|n| self.taps[(n + self.offset - k) as usize])
+                            .sum::<f64>();
+                    }
                 }
             }
-            return;
+            i += 1;
         }
-        for (i, v) in out.iter_mut().enumerate() {
-            let j = first + i as i64;
-            if !valid.contains(j * q) {
+        for (idx, v) in out.iter_mut().enumerate() {
+            if !valid.contains((first + idx as i64) * q) {
                 *v = f64::NAN;
-                continue;
             }
-            *v = (j * q..((j + 1) * q).min(len_ms))
-                .filter_map(|n| valid.run(n).map(|run| self.row(spikes, run, n)))
-                .sum();
         }
     }
 }
@@ -249,6 +252,9 @@ pub fn build(
 }
 
 /// NaN-skipping mean over trials of the smoothed rates, per align time (ascending).
+///
+/// Align times are multiples of the bin width (windows start on the grid and alignments are
+/// snapped up to it), so they index a dense table directly.
 fn mean_by_align_time(
     kernel: &Kernel,
     groups: &[&UnitGroup],
@@ -257,33 +263,51 @@ fn mean_by_align_time(
     q: i64,
     n_cols: usize,
 ) -> Vec<Vec<f64>> {
-    let mut acc: BTreeMap<i64, (Vec<f64>, Vec<u32>)> = BTreeMap::new();
+    let bw_ns = q * super::time::NS_PER_MS;
+    let offset = |w: &TrialWindow| (w.first * bw_ns - w.align_ceil) / bw_ns;
+    let (Some(lo), Some(hi)) = (
+        windows.iter().map(offset).min(),
+        windows.iter().map(|w| offset(w) + w.len).max(),
+    ) else {
+        return Vec::new();
+    };
+    let slots = (hi - lo) as usize;
+    let mut sum = vec![0.0; slots * n_cols];
+    let mut count = vec![0u32; slots * n_cols];
+    // Align times that some trial has, even if only as NaN: the reference's groupby keeps those.
+    let mut covered = vec![false; slots];
     let mut buf = Vec::new();
     for w in windows {
         buf.resize(w.len as usize, 0.0);
+        let base = (offset(w) - lo) as usize;
+        covered[base..base + w.len as usize].fill(true);
         let mut col = 0;
         for group in groups {
             for u in 0..group.len() {
                 kernel.bins(&group.spikes[u], &group.valid[u], len_ms, w.first, &mut buf);
                 for (i, &v) in buf.iter().enumerate() {
-                    let t = (w.first + i as i64) * q * super::time::NS_PER_MS - w.align_ceil;
-                    let (sum, count) = acc
-                        .entry(t)
-                        .or_insert_with(|| (vec![0.0; n_cols], vec![0; n_cols]));
                     if !v.is_nan() {
-                        sum[col] += v;
-                        count[col] += 1;
+                        let k = (base + i) * n_cols + col;
+                        sum[k] += v;
+                        count[k] += 1;
                     }
                 }
                 col += 1;
             }
         }
     }
-    acc.into_values()
-        .map(|(sum, count)| {
-            sum.iter()
-                .zip(&count)
-                .map(|(&s, &c)| if c == 0 { f64::NAN } else { s / f64::from(c) })
+    (0..slots)
+        .filter(|&t| covered[t])
+        .map(|t| {
+            (0..n_cols)
+                .map(|c| {
+                    let k = t * n_cols + c;
+                    if count[k] == 0 {
+                        f64::NAN
+                    } else {
+                        sum[k] / f64::from(count[k])
+                    }
+                })
                 .collect()
         })
         .collect()
@@ -303,19 +327,43 @@ mod tests {
         assert!((k.taps[149] - k.taps[150]).abs() < 1e-15);
     }
 
+    /// The reference's definition: smooth each 1 ms row from its own run, sum rows per bin,
+    /// NaN where the bin's first row is unobserved.
+    fn row_by_row(k: &Kernel, spikes: &[i64], valid: &Intervals, len: i64, j: i64) -> f64 {
+        if !valid.contains(j * k.q) {
+            return f64::NAN;
+        }
+        (j * k.q..((j + 1) * k.q).min(len))
+            .filter_map(|n| valid.run(n).map(|run| k.row(spikes, run, n)))
+            .sum()
+    }
+
     #[test]
-    fn fast_path_equals_row_by_row_smoothing() {
-        let k = Kernel::new(10, 5);
-        let spikes = vec![100, 130, 131, 200, 260, 400];
-        let valid = Intervals(vec![(0, 1000)]);
-        let mut fast = vec![0.0; 20];
-        k.bins(&spikes, &valid, 1000, 20, &mut fast);
-        for (i, v) in fast.iter().enumerate() {
-            let j = 20 + i as i64;
-            let slow: f64 = (j * 5..j * 5 + 5)
-                .map(|n| k.row(&spikes, (0, 1000), n))
-                .sum();
-            assert!((v - slow).abs() < 1e-14, "bin {j}: {v} vs {slow}");
+    fn binned_smoothing_equals_row_by_row_definition() {
+        let spikes = vec![3, 100, 130, 131, 200, 203, 260, 261, 262, 400, 590, 598];
+        let layouts = [
+            Intervals(vec![(0, 600)]),
+            Intervals(vec![(0, 201), (203, 380), (390, 600)]),
+            Intervals(vec![(2, 97), (101, 102), (150, 599)]),
+        ];
+        for q in [5, 20] {
+            let k = Kernel::new(10, q);
+            for valid in &layouts {
+                for first in [0, 3, 7] {
+                    let n_bins = (600 / q - first) as usize;
+                    let mut got = vec![0.0; n_bins];
+                    k.bins(&spikes, valid, 600, first, &mut got);
+                    for (i, v) in got.iter().enumerate() {
+                        let j = first + i as i64;
+                        let want = row_by_row(&k, &spikes, valid, 600, j);
+                        assert!(
+                            (v.is_nan() && want.is_nan()) || (v - want).abs() < 1e-14,
+                            "q {q} runs {:?} bin {j}: {v} vs {want}",
+                            valid.0
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -117,7 +117,7 @@ impl<'s> Binned<'s> {
         spec: &WindowCut<'_>,
         mask: &[bool],
         allow_nans: bool,
-    ) -> Result<(Tensor<f32>, Tensor<f32>, Vec<(TrialWindow, Vec<i64>)>)> {
+    ) -> Result<(Tensor<f32>, Tensor<f32>)> {
         let trials = self.rows(spec, mask, allow_nans)?;
         let len = trials.first().map_or(0, |(_, r)| r.len());
         if let Some((w, r)) = trials.iter().find(|(_, r)| r.len() != len) {
@@ -130,7 +130,7 @@ impl<'s> Binned<'s> {
         }
         let heldin = self.spikes(&self.session.heldin, &trials, len);
         let heldout = self.spikes(&self.session.heldout, &trials, len);
-        Ok((heldin, heldout, trials))
+        Ok((heldin, heldout))
     }
 
     /// Behaviour of the masked trials: `[n, T, C]` for series (NaN-padded), `[n, 5]` for dmfc.
@@ -280,12 +280,19 @@ pub struct SplitTensors {
     pub target: Option<EvalTarget>,
 }
 
+/// dmfc's jitter of the masked trials: the jittered align column (go time + jitter, ns, per
+/// table row) and the jitter itself (ms, per masked trial).
+struct Jitter {
+    align: Vec<Option<i64>>,
+    ms: Vec<Option<i64>>,
+}
+
 /// The jittered align column (go time + jitter) for dmfc, or `None` for other datasets.
 fn jittered_align(
     binned: &Binned<'_>,
     params: &DatasetParams,
     mask: &[bool],
-) -> Result<Option<(Vec<Option<i64>>, Vec<Option<i64>>)>> {
+) -> Result<Option<Jitter>> {
     if !params.jitter {
         return Ok(None);
     }
@@ -302,7 +309,10 @@ fn jittered_align(
         let j = *it.next().expect("one jitter per masked trial");
         column[r] = align[r].zip(j).map(|(t, j)| t + j * NS_PER_MS);
     }
-    Ok(Some((column, jit)))
+    Ok(Some(Jitter {
+        align: column,
+        ms: jit,
+    }))
 }
 
 fn forward_cut<'a>(window: Window, align: Option<&'a [Option<i64>]>) -> WindowCut<'a> {
@@ -343,8 +353,8 @@ fn jitter_bins(jit: &[Option<i64>], bw_ms: i64) -> Vec<i32> {
 struct Masks {
     train: Vec<bool>,
     eval: Vec<bool>,
-    train_jit: Option<(Vec<Option<i64>>, Vec<Option<i64>>)>,
-    eval_jit: Option<(Vec<Option<i64>>, Vec<Option<i64>>)>,
+    train_jit: Option<Jitter>,
+    eval_jit: Option<Jitter>,
 }
 
 impl Masks {
@@ -363,11 +373,11 @@ impl Masks {
     }
 
     fn train_align(&self) -> Option<&[Option<i64>]> {
-        self.train_jit.as_ref().map(|(c, _)| c.as_slice())
+        self.train_jit.as_ref().map(|j| j.align.as_slice())
     }
 
     fn eval_align(&self) -> Option<&[Option<i64>]> {
-        self.eval_jit.as_ref().map(|(c, _)| c.as_slice())
+        self.eval_jit.as_ref().map(|j| j.align.as_slice())
     }
 }
 
@@ -381,9 +391,9 @@ fn make_cut<'a>(params: &DatasetParams, align: Option<&'a [Option<i64>]>) -> Win
 
 fn train_input(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Result<TrainInput> {
     let align = masks.train_align();
-    let (heldin, heldout, _) = binned.stacked(&make_cut(params, align), &masks.train, false)?;
+    let (heldin, heldout) = binned.stacked(&make_cut(params, align), &masks.train, false)?;
     let behavior = binned.behavior(params, &masks.train, align)?;
-    let (heldin_forward, heldout_forward, _) =
+    let (heldin_forward, heldout_forward) =
         binned.stacked(&forward_cut(params.make, align), &masks.train, false)?;
     Ok(TrainInput {
         heldin,
@@ -395,7 +405,7 @@ fn train_input(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Re
 }
 
 fn eval_input_of(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Result<EvalInput> {
-    let (heldin, heldout, _) =
+    let (heldin, heldout) =
         binned.stacked(&make_cut(params, masks.eval_align()), &masks.eval, true)?;
     let any_test = binned
         .session
@@ -436,9 +446,8 @@ fn eval_target(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Re
         align_override: eval_align,
         range_override: None,
     };
-    let (_, eval_spikes_heldout, _) = binned.stacked(&target_cut, &masks.eval, false)?;
-    let (fwd_in, fwd_out, _) =
-        binned.stacked(&forward_cut(window, eval_align), &masks.eval, false)?;
+    let (_, eval_spikes_heldout) = binned.stacked(&target_cut, &masks.eval, false)?;
+    let (fwd_in, fwd_out) = binned.stacked(&forward_cut(window, eval_align), &masks.eval, false)?;
     let decode = if params.decode_masks {
         Some((
             decode_masks(binned, &masks.train)?,
@@ -453,12 +462,14 @@ fn eval_target(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Re
         .zip(&masks.eval)
         .map(|(&t, &e)| !(t || e))
         .collect();
+    let timer = std::time::Instant::now();
     let psth = match &params.psth {
         Some(p) => Some(psth::build(binned, p, &masks.train, &masks.eval, &ignore)?),
         None => None,
     };
+    tracing::debug!("PSTHs in {:.2?}", timer.elapsed());
     let jitter = match (&masks.train_jit, &masks.eval_jit) {
-        (Some((_, tj)), Some((_, ej))) => {
+        (Some(Jitter { ms: tj, .. }), Some(Jitter { ms: ej, .. })) => {
             Some((jitter_bins(tj, bw.ms()), jitter_bins(ej, bw.ms())))
         }
         _ => None,
@@ -483,14 +494,22 @@ pub fn build_split(
     bw: BinWidth,
     phase: Phase,
 ) -> Result<SplitTensors> {
+    let timer = std::time::Instant::now();
     let binned = Binned::new(session, bw);
     let masks = Masks::new(&binned, params, phase)?;
+    tracing::debug!("binned view and masks in {:.2?}", timer.elapsed());
+    let train = train_input(&binned, params, &masks)?;
+    tracing::debug!("train input at {:.2?}", timer.elapsed());
+    let eval = eval_input_of(&binned, params, &masks)?;
+    tracing::debug!("eval input at {:.2?}", timer.elapsed());
+    let target = match phase {
+        Phase::Val => Some(eval_target(&binned, params, &masks)?),
+        Phase::Test => None,
+    };
+    tracing::debug!("eval target at {:.2?}", timer.elapsed());
     Ok(SplitTensors {
-        train: train_input(&binned, params, &masks)?,
-        eval: eval_input_of(&binned, params, &masks)?,
-        target: match phase {
-            Phase::Val => Some(eval_target(&binned, params, &masks)?),
-            Phase::Test => None,
-        },
+        train,
+        eval,
+        target,
     })
 }

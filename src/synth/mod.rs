@@ -40,7 +40,9 @@ impl std::str::FromStr for Scale {
 /// A synthesis request that cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
-    #[error("synth makes maze-family datasets (mc_maze, mc_maze_large/medium/small) so far, not {0}")]
+    #[error(
+        "synth makes maze-family datasets (mc_maze, mc_maze_large/medium/small) so far, not {0}"
+    )]
     Unsupported(DatasetName),
     #[error(transparent)]
     Nwb(#[from] nwb::NwbError),
@@ -92,7 +94,12 @@ fn latent(cond: usize, n_cond: usize, t: f64) -> [f64; 4] {
 }
 
 /// Writes a maze-like dataset under `data_home` in the DANDI layout.
-pub fn synth(data_home: &Path, dataset: DatasetName, scale: Scale, seed: u64) -> Result<SynthReport, SynthError> {
+pub fn synth(
+    data_home: &Path,
+    dataset: DatasetName,
+    scale: Scale,
+    seed: u64,
+) -> Result<SynthReport, SynthError> {
     if !dataset.is_maze() {
         return Err(SynthError::Unsupported(dataset));
     }
@@ -104,7 +111,9 @@ pub fn synth(data_home: &Path, dataset: DatasetName, scale: Scale, seed: u64) ->
     let readout: Vec<[f64; 4]> = (0..n_units)
         .map(|_| std::array::from_fn(|_| 0.8 * normal.sample(&mut rng)))
         .collect();
-    let base: Vec<f64> = (0..n_units).map(|_| (5.0 + 25.0 * rng.random::<f64>()).ln()).collect();
+    let base: Vec<f64> = (0..n_units)
+        .map(|_| (5.0 + 25.0 * rng.random::<f64>()).ln())
+        .collect();
     let lag = dataset.params().lag as f64 / 1000.0;
 
     let mut splits: Vec<&'static str> = [("train", n_train), ("val", n_val), ("test", n_test)]
@@ -154,7 +163,9 @@ pub fn synth(data_home: &Path, dataset: DatasetName, scale: Scale, seed: u64) ->
         for u in 0..units_here {
             units.ids.push(u as i64);
             units.heldout.push(u >= n_in);
-            units.obs_intervals.push(trials.iter().map(|t| [t.start, t.stop]).collect());
+            units
+                .obs_intervals
+                .push(trials.iter().map(|t| [t.start, t.stop]).collect());
             let mut times = Vec::new();
             for t in trials {
                 let rate = |time: f64| {
