@@ -10,3 +10,4 @@ pub mod nlb;
 pub mod nwb;
 pub mod quickstart;
 pub mod synth;
+pub mod train;

@@ -3,14 +3,14 @@
 //!
 //! The rows never live in one big matrix: they are streamed in chunks from the trial tensors, and
 //! each fold's centred Gram matrix is assembled from per-fold sums taken around a common shift.
-//! One pass over the training rows therefore serves all five folds and the final refit, which is
-//! what keeps a full-size mc_maze evaluation under a second.
+//! One pass over the training rows serves all five folds and the final refit; a second pass
+//! scores the nine penalties of every fold at once. Folds run on their own threads.
 
 use nalgebra::{Cholesky, DMatrix};
 use ndarray::{s, Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 
 use super::error::MetricError;
-use super::metrics::r2_score;
+use super::metrics::r2_from_sums;
 
 /// The ridge penalties searched, `numpy.logspace(-4, 0, 9)`.
 pub fn alphas() -> [f64; 9] {
@@ -27,18 +27,30 @@ pub(crate) trait RowSource: Sync {
     fn n_rows(&self) -> usize;
     fn n_features(&self) -> usize;
     fn n_outputs(&self) -> usize;
-    /// Copies rows `start .. start + x.nrows()` into `x` (features) and `y` (outputs).
-    fn fill(&self, start: usize, x: ArrayViewMut2<'_, f64>, y: ArrayViewMut2<'_, f64>);
+    /// Copies rows `start .. start + x.nrows()` into `x` (features) and `y` (outputs), each minus
+    /// its shift.
+    fn fill(
+        &self,
+        start: usize,
+        x_shift: &[f64],
+        y_shift: &[f64],
+        x: ArrayViewMut2<'_, f64>,
+        y: ArrayViewMut2<'_, f64>,
+    );
+    /// The error for a NaN or infinite feature at (`row`, `col`), saying where it came from.
+    fn non_finite(&self, row: usize, col: usize) -> MetricError;
 }
+
+/// One ridge model: `y ≈ x·coef + intercept`, in coordinates shifted by the fit's shifts.
+type Model = (Array2<f64>, Array1<f64>);
 
 /// A fitted ridge model, in coordinates shifted by `x_shift` / `y_shift` for numerical accuracy.
 #[derive(Debug, Clone)]
 pub(crate) struct RidgeFit {
     pub alpha: f64,
-    coef: Array2<f64>,
-    intercept: Array1<f64>,
-    x_shift: Array1<f64>,
-    y_shift: Array1<f64>,
+    model: Model,
+    x_shift: Vec<f64>,
+    y_shift: Vec<f64>,
 }
 
 /// Sums over a set of rows, all taken after subtracting the common shift.
@@ -72,7 +84,7 @@ impl Sums {
 
     /// Ridge with intercept on these rows: centre with their own means, then solve
     /// `(XcᵀXc + αI) W = XcᵀYc` for each α, as sklearn's Cholesky solver does.
-    fn solve(&self, alphas: &[f64]) -> Vec<(Array2<f64>, Array1<f64>)> {
+    fn solve(&self, alphas: &[f64]) -> Vec<Model> {
         let n = self.n as f64;
         let mx = &self.x / n;
         let my = &self.y / n;
@@ -130,14 +142,15 @@ pub(crate) fn fold_bounds(n: usize, k: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Streams rows `[start, end)` in chunks, shifted, and hands each chunk to `f`.
+/// Streams rows `[start, end)` in shifted chunks to `f`, checking the features for NaN and
+/// infinity when `check` (the first pass over a set of rows).
 fn for_chunks(
     src: &dyn RowSource,
     (start, end): (usize, usize),
-    x_shift: &Array1<f64>,
-    y_shift: &Array1<f64>,
+    (x_shift, y_shift): (&[f64], &[f64]),
+    check: bool,
     mut f: impl FnMut(ArrayView2<'_, f64>, ArrayView2<'_, f64>),
-) {
+) -> Result<(), MetricError> {
     let (p, q) = (src.n_features(), src.n_outputs());
     let mut xb = Array2::<f64>::zeros((CHUNK, p));
     let mut yb = Array2::<f64>::zeros((CHUNK, q));
@@ -146,42 +159,45 @@ fn for_chunks(
         let m = CHUNK.min(end - at);
         let mut x = xb.slice_mut(s![..m, ..]);
         let mut y = yb.slice_mut(s![..m, ..]);
-        src.fill(at, x.view_mut(), y.view_mut());
-        x -= x_shift;
-        y -= y_shift;
+        src.fill(at, x_shift, y_shift, x.view_mut(), y.view_mut());
+        if check {
+            if let Some(k) = x.iter().position(|v| !v.is_finite()) {
+                return Err(src.non_finite(at + k / p.max(1), k % p.max(1)));
+            }
+        }
         f(x.view(), y.view());
         at += m;
     }
+    Ok(())
 }
 
 fn fold_sums(
     src: &dyn RowSource,
     bounds: (usize, usize),
-    x_shift: &Array1<f64>,
-    y_shift: &Array1<f64>,
-) -> Sums {
+    shifts: (&[f64], &[f64]),
+) -> Result<Sums, MetricError> {
     let mut sums = Sums::zeros(src.n_features(), src.n_outputs());
-    for_chunks(src, bounds, x_shift, y_shift, |x, y| {
+    for_chunks(src, bounds, shifts, true, |x, y| {
         sums.n += x.nrows();
         add_gram_upper(x, &mut sums.xx);
         ndarray::linalg::general_mat_mul(1.0, &x.t(), &y, 1.0, &mut sums.xy);
         sums.x += &x.sum_axis(Axis(0));
         sums.y += &y.sum_axis(Axis(0));
-    });
+    })?;
     let p = sums.xx.nrows();
     for i in 0..p {
         for j in 0..i {
             sums.xx[[i, j]] = sums.xx[[j, i]];
         }
     }
-    sums
+    Ok(sums)
 }
 
 /// Adds the upper block triangle of `xᵀx` to `g`: the Gram matrix is symmetric, and skipping the
 /// blocks below the diagonal nearly halves the dominant cost of vel R2.
 fn add_gram_upper(x: ArrayView2<'_, f64>, g: &mut Array2<f64>) {
-    const BLOCK: usize = 64;
     let p = x.ncols();
+    let block: usize = std::env::var("GRAM_BLOCK").ok().and_then(|v| v.parse().ok()).unwrap_or(64); const BLOCK: usize = 0; let _ = BLOCK; let BLOCK = block;
     for i in (0..p).step_by(BLOCK) {
         let bi = i..(i + BLOCK).min(p);
         let xi = x.slice(s![.., bi.clone()]);
@@ -193,38 +209,83 @@ fn add_gram_upper(x: ArrayView2<'_, f64>, g: &mut Array2<f64>) {
     }
 }
 
-/// Predictions of several models at once on rows `bounds`, returned with the (shifted) truth.
-fn predict_rows(
+/// R² (uniform over outputs) of each model on rows `bounds`, in one pass.
+///
+/// Residual sums are accumulated chunk by chunk; the truth's sum of squares around its own mean
+/// comes from per-chunk means merged with Chan's update, so no second pass over the rows is needed.
+fn score_models(
     src: &dyn RowSource,
     bounds: (usize, usize),
-    x_shift: &Array1<f64>,
-    y_shift: &Array1<f64>,
-    models: &[(Array2<f64>, Array1<f64>)],
-) -> (Array2<f64>, Array2<f64>) {
+    shifts: (&[f64], &[f64]),
+    models: &[Model],
+    check: bool,
+) -> Result<Vec<f64>, MetricError> {
     let q = src.n_outputs();
-    let n = bounds.1 - bounds.0;
-    let coef = ndarray::concatenate(
-        Axis(1),
-        &models.iter().map(|(w, _)| w.view()).collect::<Vec<_>>(),
-    )
-    .expect("same feature count");
-    let intercept = ndarray::concatenate(
-        Axis(0),
-        &models.iter().map(|(_, b)| b.view()).collect::<Vec<_>>(),
-    )
-    .expect("1-D intercepts");
-    let mut truth = Array2::<f64>::zeros((n, q));
-    let mut pred = Array2::<f64>::zeros((n, coef.ncols()));
-    let mut at = 0;
-    for_chunks(src, bounds, x_shift, y_shift, |x, y| {
+    let views: Vec<_> = models.iter().map(|(w, _)| w.view()).collect();
+    let coef = ndarray::concatenate(Axis(1), &views).expect("same feature count");
+    let views: Vec<_> = models.iter().map(|(_, b)| b.view()).collect();
+    let intercept = ndarray::concatenate(Axis(0), &views).expect("1-D intercepts");
+    let mut pred = Array2::<f64>::zeros((CHUNK, coef.ncols()));
+    let mut ss_res = vec![0.0; coef.ncols()];
+    let (mut n, mut mean, mut m2) = (0usize, vec![0.0; q], vec![0.0; q]);
+    let mut first: Option<Vec<f64>> = None;
+    let mut constant = vec![true; q];
+    for_chunks(src, bounds, shifts, check, |x, y| {
         let m = x.nrows();
-        truth.slice_mut(s![at..at + m, ..]).assign(&y);
-        let mut out = pred.slice_mut(s![at..at + m, ..]);
+        let mut out = pred.slice_mut(s![..m, ..]);
         out.assign(&intercept);
         ndarray::linalg::general_mat_mul(1.0, &x, &coef, 1.0, &mut out);
-        at += m;
-    });
-    (truth, pred)
+        for (yr, pr) in y.rows().into_iter().zip(out.rows()) {
+            for (k, (res, &pv)) in ss_res.iter_mut().zip(pr.iter()).enumerate() {
+                let d = yr[k % q] - pv;
+                *res += d * d;
+            }
+        }
+        let first = first.get_or_insert_with(|| y.row(0).to_vec());
+        for j in 0..q {
+            let col = y.column(j);
+            let c_mean = col.sum() / m as f64;
+            let c_m2: f64 = col.iter().map(|v| (v - c_mean) * (v - c_mean)).sum();
+            constant[j] &= col.iter().all(|&v| v == first[j]);
+            let total = (n + m) as f64;
+            let delta = c_mean - mean[j];
+            mean[j] += delta * m as f64 / total;
+            m2[j] += c_m2 + delta * delta * n as f64 * m as f64 / total;
+        }
+        n += m;
+    })?;
+    if n < 2 {
+        return Ok(vec![f64::NAN; models.len()]);
+    }
+    Ok(ss_res
+        .chunks(q)
+        .map(|res| {
+            (0..q)
+                .map(|j| r2_from_sums(res[j], if constant[j] { 0.0 } else { m2[j] }))
+                .sum::<f64>()
+                / q as f64
+        })
+        .collect())
+}
+
+/// Runs `f` for every fold on its own thread, returning the results in fold order (the first
+/// error in fold order wins, so errors do not depend on scheduling).
+fn per_fold<T: Send>(
+    bounds: &[(usize, usize)],
+    f: impl Fn(usize, (usize, usize)) -> Result<T, MetricError> + Sync,
+) -> Result<Vec<T>, MetricError> {
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = bounds
+            .iter()
+            .enumerate()
+            .map(|(k, &b)| scope.spawn(move || f(k, b)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("fold worker panicked"))
+            .collect()
+    })
 }
 
 /// Grid-searched ridge fit: mean 5-fold R² per α, the best α (first on ties), refit on all rows.
@@ -244,42 +305,31 @@ pub(crate) fn fit_ridge_cv(src: &dyn RowSource, alphas: &[f64]) -> Result<RidgeF
         let m = CHUNK.min(n);
         let mut x = Array2::<f64>::zeros((m, p));
         let mut y = Array2::<f64>::zeros((m, q));
-        src.fill(0, x.view_mut(), y.view_mut());
-        (
-            x.mean_axis(Axis(0)).expect("m ≥ 1"),
-            y.mean_axis(Axis(0)).expect("m ≥ 1"),
-        )
+        src.fill(0, &vec![0.0; p], &vec![0.0; q], x.view_mut(), y.view_mut());
+        // A NaN feature is reported by the first pass; it must not poison the shift before.
+        let mean = |a: Array2<f64>| -> Vec<f64> {
+            let m = a.mean_axis(Axis(0)).expect("m ≥ 1");
+            m.iter()
+                .map(|&v| if v.is_finite() { v } else { 0.0 })
+                .collect()
+        };
+        (mean(x), mean(y))
     };
+    let shifts = (x_shift.as_slice(), y_shift.as_slice());
     let bounds = fold_bounds(n, N_FOLDS);
-    let sums: Vec<Sums> = std::thread::scope(|scope| {
-        let handles: Vec<_> = bounds
-            .iter()
-            .map(|&b| {
-                let (xs, ys) = (&x_shift, &y_shift);
-                scope.spawn(move || fold_sums(src, b, xs, ys))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("fold worker panicked"))
-            .collect()
-    });
-
-    let mut mean_scores = vec![0.0; alphas.len()];
-    for (k, &b) in bounds.iter().enumerate() {
+    let sums = per_fold(&bounds, |_, b| fold_sums(src, b, shifts))?;
+    let fold_scores = per_fold(&bounds, |k, b| {
         let mut train = Sums::zeros(p, q);
         for (j, s) in sums.iter().enumerate() {
             if j != k {
                 train.add(s);
             }
         }
-        let models = train.solve(alphas);
-        let (truth, pred) = predict_rows(src, b, &x_shift, &y_shift, &models);
-        for (a, score) in mean_scores.iter_mut().enumerate() {
-            *score +=
-                r2_score(truth.view(), pred.slice(s![.., a * q..(a + 1) * q])) / N_FOLDS as f64;
-        }
-    }
+        score_models(src, b, shifts, &train.solve(alphas), false)
+    })?;
+    let mean_scores: Vec<f64> = (0..alphas.len())
+        .map(|a| fold_scores.iter().map(|s| s[a]).sum::<f64>() / N_FOLDS as f64)
+        .collect();
     // First maximum wins, as GridSearchCV's rank-then-argmin does.
     let mut best = 0;
     for (a, &score) in mean_scores.iter().enumerate() {
@@ -291,14 +341,13 @@ pub(crate) fn fit_ridge_cv(src: &dyn RowSource, alphas: &[f64]) -> Result<RidgeF
     for s in &sums {
         all.add(s);
     }
-    let (coef, intercept) = all
+    let model = all
         .solve(&alphas[best..=best])
         .pop()
         .expect("one model per α");
     Ok(RidgeFit {
         alpha: alphas[best],
-        coef,
-        intercept,
+        model,
         x_shift,
         y_shift,
     })
@@ -306,11 +355,15 @@ pub(crate) fn fit_ridge_cv(src: &dyn RowSource, alphas: &[f64]) -> Result<RidgeF
 
 impl RidgeFit {
     /// R² (uniform over outputs) of this model on every row of `src`.
-    pub(crate) fn score(&self, src: &dyn RowSource) -> f64 {
-        let model = [(self.coef.clone(), self.intercept.clone())];
-        let (truth, pred) =
-            predict_rows(src, (0, src.n_rows()), &self.x_shift, &self.y_shift, &model);
-        r2_score(truth.view(), pred.view())
+    pub(crate) fn score(&self, src: &dyn RowSource) -> Result<f64, MetricError> {
+        let scores = score_models(
+            src,
+            (0, src.n_rows()),
+            (&self.x_shift, &self.y_shift),
+            std::slice::from_ref(&self.model),
+            true,
+        )?;
+        Ok(scores[0])
     }
 }
 
@@ -320,6 +373,7 @@ struct TrialRows<'a> {
     rates: ArrayView3<'a, f64>,
     behavior: ArrayView3<'a, f64>,
     rows: Vec<(usize, usize)>,
+    what: &'static str,
 }
 
 impl RowSource for TrialRows<'_> {
@@ -332,11 +386,44 @@ impl RowSource for TrialRows<'_> {
     fn n_outputs(&self) -> usize {
         self.behavior.len_of(Axis(2))
     }
-    fn fill(&self, start: usize, mut x: ArrayViewMut2<'_, f64>, mut y: ArrayViewMut2<'_, f64>) {
+    fn fill(
+        &self,
+        start: usize,
+        x_shift: &[f64],
+        y_shift: &[f64],
+        mut x: ArrayViewMut2<'_, f64>,
+        mut y: ArrayViewMut2<'_, f64>,
+    ) {
         let rows = &self.rows[start..start + x.nrows()];
+        let (_, t_len, p) = self.rates.dim();
+        // Tensors straight from a file or a model are contiguous: copy rows as plain slices.
+        let flat = self.rates.as_slice();
         for (r, &(i, t)) in rows.iter().enumerate() {
-            x.row_mut(r).assign(&self.rates.slice(s![i, t, ..]));
-            y.row_mut(r).assign(&self.behavior.slice(s![i, t, ..]));
+            let mut dst = x.row_mut(r);
+            match (flat, dst.as_slice_mut()) {
+                (Some(flat), Some(dst)) => {
+                    let src = &flat[(i * t_len + t) * p..][..p];
+                    for ((d, s), m) in dst.iter_mut().zip(src).zip(x_shift) {
+                        *d = s - m;
+                    }
+                }
+                _ => {
+                    let src = self.rates.slice(s![i, t, ..]);
+                    for ((d, s), m) in dst.iter_mut().zip(src.iter()).zip(x_shift) {
+                        *d = s - m;
+                    }
+                }
+            }
+            for (j, m) in y_shift.iter().enumerate() {
+                y[[r, j]] = self.behavior[[i, t, j]] - m;
+            }
+        }
+    }
+    fn non_finite(&self, row: usize, col: usize) -> MetricError {
+        let (i, t) = self.rows[row];
+        MetricError::NonFinite {
+            what: self.what,
+            index: vec![i, t, col],
         }
     }
 }
@@ -405,7 +492,7 @@ pub fn velocity_r2(train: DecodeSplit<'_>, eval: DecodeSplit<'_>) -> Result<f64,
             });
         }
         let fit = fit_ridge_cv(&train_rows, &alphas)?;
-        let score = fit.score(&eval_rows);
+        let score = fit.score(&eval_rows)?;
         tracing::debug!(mask = c, alpha = fit.alpha, score, "vel R2 decoder");
         total += score;
     }
@@ -457,17 +544,6 @@ fn select_rows<'a>(
                     index: vec![i, t, j],
                 });
             }
-            if let Some(j) = split
-                .rates
-                .slice(s![i, t, ..])
-                .iter()
-                .position(|v| !v.is_finite())
-            {
-                return Err(MetricError::NonFinite {
-                    what: rates_name,
-                    index: vec![i, t, j],
-                });
-            }
             rows.push((i, t));
         }
     }
@@ -475,6 +551,7 @@ fn select_rows<'a>(
         rates: split.rates,
         behavior: split.behavior,
         rows,
+        what: rates_name,
     })
 }
 
@@ -498,10 +575,25 @@ mod tests {
         fn n_outputs(&self) -> usize {
             self.y.ncols()
         }
-        fn fill(&self, start: usize, mut x: ArrayViewMut2<'_, f64>, mut y: ArrayViewMut2<'_, f64>) {
+        fn fill(
+            &self,
+            start: usize,
+            x_shift: &[f64],
+            y_shift: &[f64],
+            mut x: ArrayViewMut2<'_, f64>,
+            mut y: ArrayViewMut2<'_, f64>,
+        ) {
             let m = x.nrows();
             x.assign(&self.x.slice(s![start..start + m, ..]));
             y.assign(&self.y.slice(s![start..start + m, ..]));
+            x -= &ndarray::aview1(x_shift);
+            y -= &ndarray::aview1(y_shift);
+        }
+        fn non_finite(&self, row: usize, col: usize) -> MetricError {
+            MetricError::NonFinite {
+                what: "x",
+                index: vec![row, col],
+            }
         }
     }
 
@@ -541,18 +633,42 @@ mod tests {
         let w = sxy / (sxx + alpha);
         let b = ym - w * xm;
         let fit = fit_ridge_cv(&src, &[alpha]).unwrap();
-        let (truth, pred) = predict_rows(
-            &src,
-            (0, 6),
-            &fit.x_shift,
-            &fit.y_shift,
-            &[(fit.coef.clone(), fit.intercept.clone())],
-        );
+        let (coef, intercept) = &fit.model;
         for i in 0..6 {
             let want = w * x[[i, 0]] + b;
-            let got = pred[[i, 0]] + fit.y_shift[0];
+            let got = (x[[i, 0]] - fit.x_shift[0]) * coef[[0, 0]] + intercept[0] + fit.y_shift[0];
             assert!((got - want).abs() < 1e-12, "{got} vs {want}");
-            assert!((truth[[i, 0]] + fit.y_shift[0] - y[[i, 0]]).abs() < 1e-12);
+        }
+    }
+
+    /// The one-pass chunked scoring equals sklearn's r2_score on materialised predictions.
+    #[test]
+    fn chunked_scores_match_r2_score() {
+        let n = 2 * CHUNK + 77;
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| {
+            ((i * (j + 2)) % 17) as f64 * 0.3 + j as f64
+        });
+        let y = Array2::from_shape_fn((n, 2), |(i, j)| {
+            x[[i, 0]] * (j as f64 + 1.0) - x[[i, 2]] + ((i * 7) % 5) as f64 + 40.0
+        });
+        let src = Dense { x, y };
+        let models: Vec<Model> = [0.5, -1.0]
+            .iter()
+            .map(|&c| {
+                (
+                    Array2::from_elem((3, 2), c),
+                    Array1::from_vec(vec![0.1, -0.2]),
+                )
+            })
+            .collect();
+        let shifts = (vec![1.0, 2.0, 3.0], vec![40.0, 41.0]);
+        let got = score_models(&src, (0, n), (&shifts.0, &shifts.1), &models, true).unwrap();
+        for ((coef, b), got) in models.iter().zip(got) {
+            let xs = &src.x - &ndarray::aview1(&shifts.0);
+            let ys = &src.y - &ndarray::aview1(&shifts.1);
+            let pred = xs.dot(coef) + b;
+            let want = super::super::metrics::r2_score(ys.view(), pred.view());
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         }
     }
 
@@ -564,7 +680,7 @@ mod tests {
         let src = Dense { x, y };
         let fit = fit_ridge_cv(&src, &alphas()).unwrap();
         assert_eq!(fit.alpha, 1e-4);
-        assert!((fit.score(&src) - 1.0).abs() < 1e-9);
+        assert!((fit.score(&src).unwrap() - 1.0).abs() < 1e-9);
         // A constant target: every α predicts it exactly, all tie at R² = 1, the first α wins.
         let flat = Dense {
             x: src.x.clone(),
@@ -572,7 +688,7 @@ mod tests {
         };
         let fit = fit_ridge_cv(&flat, &[0.5, 0.1]).unwrap();
         assert_eq!(fit.alpha, 0.5);
-        assert_eq!(fit.score(&flat), 1.0);
+        assert_eq!(fit.score(&flat).unwrap(), 1.0);
     }
 
     #[test]

@@ -109,11 +109,7 @@ impl Kernel {
             }
             i += 1;
         }
-        for (idx, v) in out.iter_mut().enumerate() {
-            if !valid.contains((first + idx as i64) * q) {
-                *v = f64::NAN;
-            }
-        }
+        valid.mask_unobserved(first, q, out);
     }
 }
 
@@ -272,30 +268,65 @@ fn mean_by_align_time(
         return Vec::new();
     };
     let slots = (hi - lo) as usize;
-    let mut sum = vec![0.0; slots * n_cols];
-    let mut count = vec![0u32; slots * n_cols];
-    // Align times that some trial has, even if only as NaN: the reference's groupby keeps those.
     let mut covered = vec![false; slots];
-    let mut buf = Vec::new();
     for w in windows {
-        buf.resize(w.len as usize, 0.0);
         let base = (offset(w) - lo) as usize;
         covered[base..base + w.len as usize].fill(true);
-        let mut col = 0;
-        for group in groups {
-            for u in 0..group.len() {
-                kernel.bins(&group.spikes[u], &group.valid[u], len_ms, w.first, &mut buf);
-                for (i, &v) in buf.iter().enumerate() {
-                    if !v.is_nan() {
-                        let k = (base + i) * n_cols + col;
-                        sum[k] += v;
-                        count[k] += 1;
+    }
+    // Units are independent: share them out over the cores.
+    let units: Vec<(&UnitGroup, usize)> = groups
+        .iter()
+        .flat_map(|g| (0..g.len()).map(move |u| (*g, u)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = units.len().div_ceil(threads).max(1);
+    let mut sum = vec![0.0; slots * n_cols];
+    let mut count = vec![0u32; slots * n_cols];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = units
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                scope.spawn(move || {
+                    let first_col = c * chunk;
+                    let width = part.len();
+                    let mut sum = vec![0.0; slots * width];
+                    let mut count = vec![0u32; slots * width];
+                    let mut buf = Vec::new();
+                    for w in windows {
+                        buf.resize(w.len as usize, 0.0);
+                        let base = (offset(w) - lo) as usize;
+                        for (col, &(group, u)) in part.iter().enumerate() {
+                            kernel.bins(
+                                &group.spikes[u],
+                                &group.valid[u],
+                                len_ms,
+                                w.first,
+                                &mut buf,
+                            );
+                            for (i, &v) in buf.iter().enumerate() {
+                                if !v.is_nan() {
+                                    let k = (base + i) * width + col;
+                                    sum[k] += v;
+                                    count[k] += 1;
+                                }
+                            }
+                        }
                     }
+                    (first_col, width, sum, count)
+                })
+            })
+            .collect();
+        for h in handles {
+            let (first_col, width, s, c) = h.join().expect("PSTH worker panicked");
+            for t in 0..slots {
+                for col in 0..width {
+                    sum[t * n_cols + first_col + col] = s[t * width + col];
+                    count[t * n_cols + first_col + col] = c[t * width + col];
                 }
-                col += 1;
             }
         }
-    }
+    });
     (0..slots)
         .filter(|&t| covered[t])
         .map(|t| {

@@ -53,6 +53,21 @@ impl Intervals {
         self.0.iter().map(move |&(a, b)| (a + by, b + by))
     }
 
+    /// Sets `out[i]` to NaN where row `(first + i)·q` is not in the set, walking the runs once.
+    pub fn mask_unobserved(&self, first: i64, q: i64, out: &mut [f64]) {
+        let runs = &self.0;
+        let mut idx = runs.partition_point(|&(_, b)| b <= first * q);
+        for (i, v) in out.iter_mut().enumerate() {
+            let row = (first + i as i64) * q;
+            while idx < runs.len() && runs[idx].1 <= row {
+                idx += 1;
+            }
+            if idx == runs.len() || runs[idx].0 > row {
+                *v = f64::NAN;
+            }
+        }
+    }
+
     /// Normalises arbitrary ranges into sorted disjoint ones.
     fn from_ranges(mut ranges: Vec<(i64, i64)>) -> Self {
         ranges.retain(|&(a, b)| a < b);
@@ -421,11 +436,7 @@ pub fn bin_unit(spikes: &[i64], valid: &Intervals, q: i64, first: i64, out: &mut
     for &k in spikes[from..].iter().take_while(|&&k| k < end) {
         out[(floor_div(k, q) - first) as usize] += 1.0;
     }
-    for (j, v) in out.iter_mut().enumerate() {
-        if !valid.contains((first + j as i64) * q) {
-            *v = f64::NAN;
-        }
-    }
+    valid.mask_unobserved(first, q, out);
 }
 
 /// Number of bins of width `q` rows covering `len_ms` rows (the last may be partial).

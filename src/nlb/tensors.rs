@@ -201,16 +201,15 @@ impl<'s> Binned<'s> {
 /// at each bin, i.e. at the bin's first 1 ms row.
 fn frame_validity(session: &Session, q: i64, n: i64) -> Vec<bool> {
     let mut valid = vec![true; n as usize];
+    let mut probe = vec![0.0; n as usize];
     let mut seen = std::collections::HashSet::new();
     for iv in session.heldin.valid.iter().chain(&session.heldout.valid) {
-        if !seen.insert(iv) {
-            continue;
+        if seen.insert(iv) {
+            iv.mask_unobserved(0, q, &mut probe);
         }
-        for (j, v) in valid.iter_mut().enumerate() {
-            if *v && !iv.contains(j as i64 * q) {
-                *v = false;
-            }
-        }
+    }
+    for (v, p) in valid.iter_mut().zip(&probe) {
+        *v = !p.is_nan();
     }
     for s in &session.series {
         for ch in &s.values {
@@ -498,15 +497,21 @@ pub fn build_split(
     let binned = Binned::new(session, bw);
     let masks = Masks::new(&binned, params, phase)?;
     tracing::debug!("binned view and masks in {:.2?}", timer.elapsed());
-    let train = train_input(&binned, params, &masks)?;
-    tracing::debug!("train input at {:.2?}", timer.elapsed());
-    let eval = eval_input_of(&binned, params, &masks)?;
-    tracing::debug!("eval input at {:.2?}", timer.elapsed());
-    let target = match phase {
-        Phase::Val => Some(eval_target(&binned, params, &masks)?),
-        Phase::Test => None,
-    };
-    tracing::debug!("eval target at {:.2?}", timer.elapsed());
+    // The target (PSTHs mostly) is the longest part: build it beside the inputs.
+    let (train, eval, target) = std::thread::scope(|scope| {
+        let target = scope.spawn(|| match phase {
+            Phase::Val => eval_target(&binned, params, &masks).map(Some),
+            Phase::Test => Ok(None),
+        });
+        let train = train_input(&binned, params, &masks);
+        tracing::debug!("train input at {:.2?}", timer.elapsed());
+        let eval = eval_input_of(&binned, params, &masks);
+        tracing::debug!("eval input at {:.2?}", timer.elapsed());
+        let target = target.join().expect("target builder panicked");
+        tracing::debug!("eval target at {:.2?}", timer.elapsed());
+        (train, eval, target)
+    });
+    let (train, eval, target) = (train?, eval?, target?);
     Ok(SplitTensors {
         train,
         eval,
