@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use langevin::nlb::files::SplitFiles;
 use langevin::nlb::preprocess::{self, PreprocessOptions};
 use langevin::nlb::{BinWidth, DatasetName, Phase};
+use langevin::train;
 
 /// From raw Neural Latents Benchmark recordings to a scored LangevinFlow model.
 #[derive(Parser)]
@@ -21,10 +22,39 @@ struct Cli {
 enum Command {
     /// Turn DANDI NWB files into NLB train/eval tensors (one folder per split).
     Preprocess(PreprocessArgs),
+    /// Score a submission file against an eval target with the NLB metrics.
+    Evaluate(EvaluateArgs),
     /// Write a synthetic dataset with known firing rates in the DANDI layout.
     Synth(SynthArgs),
     /// Run the pipeline end to end on a small synthetic dataset.
     Quickstart(QuickstartArgs),
+    /// Train LangevinFlow on one split folder, as a config file says.
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Run config (TOML), e.g. configs/maze.toml: dataset, bin width, phase, model, training.
+    #[arg(long)]
+    config: PathBuf,
+    /// Override one config value, parsed as TOML: `--set train.epochs=50 --set data.bin_width=20`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Run folder name under RUNS_HOME (default: the config file's stem).
+    #[arg(long)]
+    run_tag: Option<String>,
+    /// Continue the run from its last checkpoint (only train.epochs and logging may change).
+    #[arg(long)]
+    resume: bool,
+    /// ndarray (CPU), or wgpu / cuda when built with those cargo features.
+    #[arg(long, default_value = "ndarray")]
+    backend: String,
+    /// Where runs are written: RUNS_HOME/{run_tag}/{dataset}-{bw:02}ms-{phase}/.
+    #[arg(long, env = "RUNS_HOME", default_value = "runs")]
+    runs_home: PathBuf,
+    /// Where split folders are read from (a config's data.prep_home wins).
+    #[arg(long, env = "PREP_HOME", default_value = "prep")]
+    prep_home: PathBuf,
 }
 
 #[derive(Args)]
@@ -35,6 +65,19 @@ struct QuickstartArgs {
     /// tiny, small or full.
     #[arg(long, default_value = "small")]
     scale: String,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// The target file `preprocess` wrote (`eval_target.h5` of a val split).
+    #[arg(long)]
+    target: PathBuf,
+    /// A submission file (`submission-val.h5`), one group per dataset and bin width.
+    #[arg(long)]
+    submission: PathBuf,
+    /// Print nlb_tools' result list as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -121,6 +164,27 @@ fn preprocess(args: PreprocessArgs) -> Result<()> {
     Ok(())
 }
 
+fn evaluate(args: EvaluateArgs) -> Result<()> {
+    use langevin::evaluate::{evaluate_files, format_table, Report};
+    let results = evaluate_files(&args.target, &args.submission)?;
+    if results.is_empty() {
+        anyhow::bail!(
+            "no dataset group of {} has a matching group with `eval_rates_heldout` in {}",
+            args.target.display(),
+            args.submission.display()
+        );
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Report::from_results(&results))?
+        );
+    } else {
+        print!("{}", format_table(&results));
+    }
+    Ok(())
+}
+
 fn synth(args: SynthArgs) -> Result<()> {
     let dataset: DatasetName = args.dataset.parse()?;
     let scale: langevin::synth::Scale = args.scale.parse().map_err(anyhow::Error::msg)?;
@@ -141,11 +205,39 @@ fn quickstart(args: QuickstartArgs) -> Result<()> {
     Ok(())
 }
 
+fn train(args: TrainArgs) -> Result<()> {
+    let config = train::RunConfig::load(&args.config, &args.set)?;
+    let run_tag = match args.run_tag {
+        Some(tag) => tag,
+        None => args
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .context("the config path has no file name to tag the run with; pass --run-tag")?,
+    };
+    let opts = train::TrainOptions {
+        config,
+        run_tag,
+        runs_home: args.runs_home,
+        prep_home: args.prep_home,
+        files: split_files(),
+        backend: args.backend.parse()?,
+        resume: args.resume,
+        progress: true,
+        stop: Some(train::stop_on_ctrl_c()?),
+    };
+    let summary = train::run(&opts)?;
+    print!("{}", train::summary_text(&summary));
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Preprocess(args) => preprocess(args).context("preprocess failed"),
+        Command::Evaluate(args) => evaluate(args).context("evaluate failed"),
         Command::Synth(args) => synth(args).context("synth failed"),
         Command::Quickstart(args) => quickstart(args).context("quickstart failed"),
+        Command::Train(args) => train(args).context("train failed"),
     }
 }
 
