@@ -194,19 +194,13 @@ fn truncated_nwb_file_is_named_and_nothing_is_lost() {
     assert!(before == after, "existing split changed by a failed run");
 }
 
-fn delete_from_nwb(file: &Path, path: &str) {
-    let f = hdf5::File::open_rw(file).unwrap();
-    f.unlink(path).unwrap();
-}
-
-#[test]
-fn missing_trials_column_and_behaviour_are_named() {
+/// A copy of the mc_maze fixture with one object removed from its train file, preprocessed.
+fn preprocess_without(object: &str, prep: &Path) -> assert_cmd::assert::Assert {
     let home = copy_dataset("000128", "sub-Jenkins");
-    let prep = tempfile::tempdir().unwrap();
     let train = home
         .path()
         .join("000128/sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb");
-    delete_from_nwb(&train, "processing/behavior/hand_vel");
+    hdf5::File::open_rw(&train).unwrap().unlink(object).unwrap();
     langevin()
         .args([
             "preprocess",
@@ -218,8 +212,14 @@ fn missing_trials_column_and_behaviour_are_named() {
             "val",
         ])
         .env("DATA_HOME", home.path())
-        .env("PREP_HOME", prep.path())
+        .env("PREP_HOME", prep)
         .assert()
+}
+
+#[test]
+fn missing_trials_column_and_behaviour_are_named() {
+    let prep = tempfile::tempdir().unwrap();
+    preprocess_without("processing/behavior/hand_vel", prep.path())
         .failure()
         .stderr(predicate::str::contains("hand_vel"));
     assert!(
@@ -228,28 +228,13 @@ fn missing_trials_column_and_behaviour_are_named() {
             .all(|f| !f.starts_with('.')),
         "no temporary files left behind"
     );
-
-    let home = copy_dataset("000128", "sub-Jenkins");
-    let train = home
-        .path()
-        .join("000128/sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb");
-    delete_from_nwb(&train, "units/obs_intervals");
-    langevin()
-        .args([
-            "preprocess",
-            "--dataset",
-            "mc_maze",
-            "--bin-width",
-            "5",
-            "--phase",
-            "val",
-        ])
-        .env("DATA_HOME", home.path())
-        .env("PREP_HOME", prep.path())
-        .assert()
+    preprocess_without("units/obs_intervals", prep.path())
         .failure()
         .stderr(
             predicate::str::contains("desc-train_behavior+ecephys.nwb")
                 .and(predicate::str::contains("units/obs_intervals")),
         );
+    preprocess_without("intervals/trials/move_onset_time", prep.path())
+        .failure()
+        .stderr(predicate::str::contains("move_onset_time"));
 }
