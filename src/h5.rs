@@ -479,6 +479,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_half_and_double_floats_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.h5");
+        let f = hdf5::File::create(&path).unwrap();
+        let halves: Vec<half::f16> = [0.0f32, 1.0, 3.0, f32::NAN]
+            .iter()
+            .map(|&v| half::f16::from_f32(v))
+            .collect();
+        f.new_dataset_builder()
+            .with_data(&halves)
+            .create("spikes")
+            .unwrap();
+        f.new_dataset_builder()
+            .with_data(&[0.25f64, -1.5])
+            .create("behavior")
+            .unwrap();
+        f.close().unwrap();
+        let r = H5File::open(&path).unwrap();
+        let spikes = r.read_f64("spikes").unwrap();
+        assert_eq!(&spikes.as_slice().unwrap()[..3], &[0.0, 1.0, 3.0]);
+        assert!(spikes[[3]].is_nan());
+        assert_eq!(
+            r.read_f32("behavior").unwrap().as_slice().unwrap(),
+            &[0.25, -1.5]
+        );
+    }
+
+    #[test]
     fn dropped_writer_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.h5");
