@@ -59,11 +59,12 @@ fn build() -> Data {
     let bias: Vec<f64> = (0..n_all).map(|_| rng.random_range(-3.0..-0.5)).collect();
     let decoder = Array2::from_shape_fn((LATENTS, 2), |_| normal.sample(&mut rng));
 
-    let make = |n: usize, conds: &[usize], start: usize, len: usize, rng: &mut StdRng| {
+    let make = |conds: &[usize], start: usize, len: usize, rng: &mut StdRng| {
+        let n = conds.len();
         let mut rates = Array3::<f64>::zeros((n, len, n_all));
         let mut behavior = Array3::<f64>::zeros((n, len, 2));
-        for i in 0..n {
-            let z = latents(conds[i], 0.2 * normal.sample(rng), start, len);
+        for (i, &cond) in conds.iter().enumerate() {
+            let z = latents(cond, 0.2 * normal.sample(rng), start, len);
             let mut logr = z.dot(&readout);
             for mut row in logr.rows_mut() {
                 for (v, b) in row.iter_mut().zip(&bias) {
@@ -79,9 +80,9 @@ fn build() -> Data {
     };
     let train_conds: Vec<usize> = (0..N_TRAIN).map(|i| i % N_COND).collect();
     let eval_conds: Vec<usize> = (0..N_EVAL).map(|i| (i * 7) % N_COND).collect();
-    let (train_rates, train_behavior) = make(N_TRAIN, &train_conds, 0, T, &mut rng);
-    let (eval_rates, eval_behavior) = make(N_EVAL, &eval_conds, 0, T, &mut rng);
-    let (eval_forward_rates, _) = make(N_EVAL, &eval_conds, T, T_FWD, &mut rng);
+    let (train_rates, train_behavior) = make(&train_conds, 0, T, &mut rng);
+    let (eval_rates, eval_behavior) = make(&eval_conds, 0, T, &mut rng);
+    let (eval_forward_rates, _) = make(&eval_conds, T, T_FWD, &mut rng);
 
     let mut spikes = |rates: &Array3<f64>| {
         rates.mapv(|r| Poisson::new(r).expect("positive rate").sample(&mut rng))

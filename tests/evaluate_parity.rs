@@ -49,6 +49,9 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
 /// The reference evaluator's returned list: `[{split: {metric: value or null}}]`.
 type RefList = Vec<Ordered<Ordered<Option<f64>>>>;
 
+/// One split of a reference list, unwrapped: `(split, [(metric, value or null)])`.
+type RefSplit = (String, Vec<(String, Option<f64>)>);
+
 /// `{split folder: {submission: returned list}}`.
 fn reference(path: &Path) -> Ordered<Ordered<RefList>> {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -183,7 +186,7 @@ fn one_file_with_every_group_reproduces_the_merged_report() {
     let (target, submission) = (tmp.path().join("target.h5"), tmp.path().join("sub.h5"));
     let mut t = AtomicH5::create(&target).unwrap();
     let mut s = AtomicH5::create(&submission).unwrap();
-    let mut expected: Vec<(String, Vec<(String, Option<f64>)>)> = Vec::new();
+    let mut expected: Vec<RefSplit> = Vec::new();
     for (split, by_sub) in &refs.0 {
         let tf = H5File::open(&dir.join(split).join("eval_target.h5")).unwrap();
         let sf = H5File::open(&dir.join(split).join("submission_truth.h5")).unwrap();
@@ -213,7 +216,7 @@ fn one_file_with_every_group_reproduces_the_merged_report() {
         };
         (datasets.iter().position(|d| *d == base).unwrap(), bin)
     };
-    let mut merged: Vec<(String, Vec<(String, Option<f64>)>)> = Vec::new();
+    let mut merged: Vec<RefSplit> = Vec::new();
     for (name, entries) in expected {
         match merged.iter_mut().find(|(n, _)| *n == name) {
             Some((_, e)) => e.extend(entries),

@@ -214,9 +214,13 @@ impl TargetGroup {
 /// A submission group read from file, with held-in and held-out rates joined on the neuron axis.
 #[derive(Debug, Clone)]
 pub struct SubmissionGroup {
+    /// Number of held-in neurons: where `eval_rates_heldout` begins on the last axis.
     pub n_heldin: usize,
+    /// `eval_rates_heldin ‖ eval_rates_heldout`.
     pub eval: Array3<f64>,
+    /// `train_rates_heldin ‖ train_rates_heldout`, if read.
     pub train: Option<Array3<f64>>,
+    /// `eval_rates_heldin_forward ‖ eval_rates_heldout_forward`, if read.
     pub eval_forward: Option<Array3<f64>>,
 }
 

@@ -46,6 +46,7 @@ impl Dataset {
         }
     }
 
+    /// Parses a dataset name as used in groups and configs (`mc_maze`, `dmfc_rsg`, …).
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.name() == name)
     }
@@ -86,7 +87,9 @@ pub struct TargetGroup {
     pub eval_spikes_heldout: Array3<f64>,
     /// `[trials, T, C]` velocities, or `[trials, 5]` task variables for dmfc_rsg.
     pub train_behavior: Option<ArrayD<f64>>,
+    /// Same layout as `train_behavior`; dmfc_rsg's tp corr reads its `tp` column.
     pub eval_behavior: Option<ArrayD<f64>>,
+    /// `[trials, masks]` (area2_bump: no bump, bump): each column is decoded and scored apart.
     pub train_decode_mask: Option<Array2<bool>>,
     pub eval_decode_mask: Option<Array2<bool>>,
     /// `[conditions, T, held-in + held-out neurons]`.
@@ -95,6 +98,7 @@ pub struct TargetGroup {
     pub eval_cond_idx: Option<Vec<Vec<usize>>>,
     /// Per eval trial shift in bins (dmfc_rsg).
     pub eval_jitter: Option<Vec<i64>>,
+    /// `[trials, forward bins, held-in neurons]`; without it there is no fp-bps.
     pub eval_spikes_heldin_forward: Option<Array3<f64>>,
     pub eval_spikes_heldout_forward: Option<Array3<f64>>,
 }
@@ -102,9 +106,10 @@ pub struct TargetGroup {
 /// Predicted rates for one group, held-in and held-out neurons side by side on the last axis.
 ///
 /// Side by side is how a model produces them (one readout over all neurons), so training can pass
-/// views of its own output without copying. `n_heldin` says where held-out neurons begin.
+/// views of its own output without copying.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupRates<'a> {
+    /// Where the held-out neurons begin on the last axis.
     pub n_heldin: usize,
     /// `[eval trials, T, neurons]`.
     pub eval: ArrayView3<'a, f64>,
@@ -117,10 +122,15 @@ pub struct GroupRates<'a> {
 /// The metrics of one group; `None` where the dataset or the inputs do not define one.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Metrics {
+    /// Bits/spike of the held-out neurons: the headline co-smoothing score.
     pub co_bps: f64,
+    /// Every dataset but dmfc_rsg.
     pub vel_r2: Option<f64>,
+    /// dmfc_rsg only.
     pub tp_corr: Option<f64>,
+    /// When the target has PSTHs (not mc_rtt).
     pub psth_r2: Option<f64>,
+    /// When both the submission and the target have forward data.
     pub fp_bps: Option<f64>,
 }
 
@@ -168,14 +178,14 @@ pub fn evaluate_group(
         key: Key::submission("eval_rates_heldout"),
         source: e,
     })?;
-    let patched =
-        (!spikes.iter().any(|v| v.is_nan()) && heldout.iter().any(|&v| v == 0.0)).then(|| {
-            let mut owned = eval.to_owned();
-            owned
-                .slice_mut(s![.., .., nh..])
-                .mapv_inplace(|v| if v == 0.0 { ZERO_RATE } else { v });
-            owned
-        });
+    let has_zero = ndarray::Zip::from(&heldout).fold(false, |acc, &v| acc || v == 0.0);
+    let patched = (has_zero && !spikes.iter().any(|v| v.is_nan())).then(|| {
+        let mut owned = eval.to_owned();
+        owned
+            .slice_mut(s![.., .., nh..])
+            .mapv_inplace(|v| if v == 0.0 { ZERO_RATE } else { v });
+        owned
+    });
     let eval = match &patched {
         Some(a) => a.view(),
         None => rates.eval.view(),

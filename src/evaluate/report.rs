@@ -9,6 +9,7 @@ use super::group::{Dataset, Metrics};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DatasetResult {
     pub dataset: Dataset,
+    /// 5 or 20: the group suffix (`''` or `_20`) it was read from.
     pub bin_ms: u32,
     pub metrics: Metrics,
 }
@@ -26,6 +27,7 @@ impl DatasetResult {
 /// against the reference expect its key order, which a JSON map type would sort away.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
+    /// `(split name, [(metric key, value)])`, in the reference's order.
     pub splits: Vec<(String, Vec<(String, f64)>)>,
 }
 

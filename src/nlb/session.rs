@@ -460,7 +460,7 @@ mod tests {
     #[test]
     fn later_blocks_start_on_the_next_100ms_at_least_50ms_later() {
         assert_eq!(block_offsets(&[1000, 500]), vec![0, 1100]);
-        assert_eq!(block_offsets(&[1051, 10, 10]), vec![0, 1200, 1300]);
+        assert_eq!(block_offsets(&[1061, 10, 10]), vec![0, 1200, 1300]);
     }
 
     #[test]

@@ -41,8 +41,9 @@ pub struct TrainState {
     pub lr: f64,
     /// ReduceLROnPlateau counters.
     pub plateau: Plateau,
-    /// Lowest validation loss so far and its epoch.
-    pub best_valid_loss: Option<f64>,
+    /// Lowest validation value of `train.monitor` so far, and its epoch.
+    pub best_monitored: Option<f64>,
+    /// Epoch (0-based) of `best_monitored`, whose weights are in `best.mpk`.
     pub best_epoch: Option<usize>,
     /// The training seed (`train.seed`) the run was started with.
     pub seed: u64,
@@ -57,7 +58,9 @@ pub struct TrainState {
 /// Everything a checkpoint file holds, on autodiff backend `B`.
 #[derive(Record)]
 pub struct CheckpointRecord<B: AutodiffBackend> {
+    /// The weights.
     pub model: LangevinFlowRecord<B>,
+    /// Adam's step counts and moment estimates, keyed by parameter id.
     pub optimizer: <Optim<B> as Optimizer<LangevinFlow<B>, B>>::Record,
     /// [`TrainState`] as JSON.
     pub state: String,
@@ -66,7 +69,9 @@ pub struct CheckpointRecord<B: AutodiffBackend> {
 /// The model part of a checkpoint file, loadable on any backend (prediction needs no optimiser).
 #[derive(Record)]
 pub struct ModelRecord<B: Backend> {
+    /// The weights.
     pub model: LangevinFlowRecord<B>,
+    /// [`TrainState`] as JSON.
     pub state: String,
 }
 
@@ -91,8 +96,8 @@ pub fn save<B: AutodiffBackend>(
         optimizer: optim.to_record(),
         state: serde_json::to_string(state).expect("train state is plain data"),
     };
-    let bytes = Recorder::<B>::record(&Mpk::default(), record, ())
-        .map_err(|e| ckpt_err(path, e))?;
+    let bytes =
+        Recorder::<B>::record(&Mpk::default(), record, ()).map_err(|e| ckpt_err(path, e))?;
     write_atomic(path, &bytes)
 }
 

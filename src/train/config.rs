@@ -91,6 +91,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Epochs over which the L2 penalty ramps linearly from 0 to `weight_decay`.
     pub l2_ramp_epochs: usize,
+    /// The validation quantity that picks the best checkpoint and drives ReduceLROnPlateau.
+    pub monitor: Monitor,
     /// Clip the global gradient norm to this value when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_clip: Option<f64>,
@@ -124,6 +126,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             weight_decay: 2e-5,
             l2_ramp_epochs: 500,
+            monitor: Monitor::Nll,
             grad_clip: None,
             plateau_factor: 0.95,
             plateau_patience: 10,
@@ -147,6 +150,33 @@ impl TrainConfig {
             return self.weight_decay;
         }
         self.weight_decay * (epoch as f64 / self.l2_ramp_epochs as f64).min(1.0)
+    }
+}
+
+/// Which validation number selects the best checkpoint and steps the learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    /// The Poisson likelihood of the validation trials (held-in and held-out neurons, observed
+    /// and forward bins): how well the model predicts unseen trials. The default, because the
+    /// KL part of the objective is dominated by the velocity term's large constant and by the
+    /// ramped weight, so it hides changes in the fit (lfads-torch monitors the likelihood too).
+    Nll,
+    /// `nll + kl_weight · kl`: the objective at its final KL weight, comparable across epochs.
+    FullLoss,
+    /// `nll + beta(epoch) · kl`: the objective as trained, spec §7 read literally. During the
+    /// KL ramp it grows with the weight, so its minimum is usually one of the first epochs.
+    Loss,
+}
+
+impl Monitor {
+    /// The monitored value from an epoch's validation parts.
+    pub fn value(self, nll: f64, kl: f64, loss: f64, kl_weight: f64) -> f64 {
+        match self {
+            Monitor::FullLoss => nll + kl_weight * kl,
+            Monitor::Loss => loss,
+            Monitor::Nll => nll,
+        }
     }
 }
 
@@ -272,7 +302,11 @@ impl RunConfig {
     pub fn differing_keys(&self, other: &RunConfig) -> Vec<String> {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         flatten("", &toml::Value::try_from(self).expect("TOML data"), &mut a);
-        flatten("", &toml::Value::try_from(other).expect("TOML data"), &mut b);
+        flatten(
+            "",
+            &toml::Value::try_from(other).expect("TOML data"),
+            &mut b,
+        );
         let mut keys: Vec<String> = a
             .iter()
             .chain(&b)
@@ -303,9 +337,11 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value
 
 /// Applies one `a.b.c=value` override to a parsed config table.
 fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), ConfigError> {
-    let (key, raw) = set
-        .split_once('=')
-        .ok_or_else(|| ConfigError(format!("--set {set}: expected key=value, e.g. train.epochs=50")))?;
+    let (key, raw) = set.split_once('=').ok_or_else(|| {
+        ConfigError(format!(
+            "--set {set}: expected key=value, e.g. train.epochs=50"
+        ))
+    })?;
     let key = key.trim();
     let parts: Vec<&str> = key.split('.').map(str::trim).collect();
     if parts.iter().any(|p| p.is_empty()) {
@@ -423,12 +459,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), &format!("{MINIMAL}[model]\nhiden_size = 3\n"));
         let msg = RunConfig::load(&path, &[]).unwrap_err().to_string();
-        assert!(msg.contains("hiden_size") && msg.contains("c.toml"), "{msg}");
+        assert!(
+            msg.contains("hiden_size") && msg.contains("c.toml"),
+            "{msg}"
+        );
         let path = write(dir.path(), MINIMAL);
         let msg = RunConfig::load(&path, &["train.epoch=3".into()])
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("epoch") && msg.contains("--set train.epoch=3"), "{msg}");
+        assert!(
+            msg.contains("epoch") && msg.contains("--set train.epoch=3"),
+            "{msg}"
+        );
         let msg = RunConfig::load(&path, &["trian.epochs=3".into()])
             .unwrap_err()
             .to_string();
@@ -439,7 +481,10 @@ mod tests {
     fn invalid_values_name_the_constraint() {
         let cases = [
             ("model.n_heads=5", "n_heads (5)"),
-            ("model.latent_size=30", "channels (4) must divide latent_size (30)"),
+            (
+                "model.latent_size=30",
+                "channels (4) must divide latent_size (30)",
+            ),
             ("train.batch_size=0", "train.batch_size"),
             ("data.valid_ratio=0.0", "data.valid_ratio"),
             ("data.bin_width=10", "bin width"),
@@ -479,5 +524,16 @@ mod tests {
         assert_eq!(t.l2_at(0), 0.0);
         assert!((t.l2_at(250) - 1e-5).abs() < 1e-18);
         assert_eq!(t.l2_at(5000), 2e-5);
+    }
+
+    #[test]
+    fn monitor_names_and_values() {
+        let c =
+            RunConfig::from_toml(&format!("{MINIMAL}[train]\nmonitor = \"full_loss\"\n")).unwrap();
+        assert_eq!(c.train.monitor, Monitor::FullLoss);
+        assert!(RunConfig::from_toml(&format!("{MINIMAL}[train]\nmonitor = \"kl\"\n")).is_err());
+        assert_eq!(Monitor::FullLoss.value(1.0, 10.0, 1.5, 0.1), 2.0);
+        assert_eq!(Monitor::Loss.value(1.0, 10.0, 1.5, 0.1), 1.5);
+        assert_eq!(Monitor::Nll.value(1.0, 10.0, 1.5, 0.1), 1.0);
     }
 }

@@ -267,7 +267,10 @@ mod tests {
     fn nans_become_zero_and_are_counted() {
         let mut a = Array3::from_shape_vec((1, 2, 2), vec![1.0, f32::NAN, f32::NAN, 2.0]).unwrap();
         assert_eq!(zero_nans(&mut a), 2);
-        assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![1.0, 0.0, 0.0, 2.0]);
+        assert_eq!(
+            a.iter().copied().collect::<Vec<_>>(),
+            vec![1.0, 0.0, 0.0, 2.0]
+        );
     }
 
     #[test]

@@ -17,8 +17,11 @@ use crate::nlb::DatasetName;
 /// An objective and its parts, averaged over trials.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct LossParts {
+    /// `nll + beta · kl`, the value that was differentiated.
     pub loss: f64,
+    /// Poisson negative log-likelihood per entry.
     pub nll: f64,
+    /// KL terms per trial.
     pub kl: f64,
 }
 
@@ -93,8 +96,12 @@ impl NlbScores {
 pub struct EpochRow {
     /// 0-based epoch index.
     pub epoch: usize,
+    /// Mean over the epoch's minibatches, weighted by trials (with dropout, as trained).
     pub train: LossParts,
+    /// Over the validation trials, without dropout or coordinated dropout.
     pub valid: LossParts,
+    /// The validation value of `train.monitor` (what selects and schedules).
+    pub monitored: f64,
     /// KL weight used this epoch.
     pub beta: f64,
     /// Coupled L2 penalty used this epoch.
@@ -109,7 +116,7 @@ pub struct EpochRow {
 
 /// Column names of `metrics.csv`, in order.
 pub const CSV_HEADER: &str = "epoch,train_loss,train_nll,train_kl,valid_loss,valid_nll,valid_kl,\
-beta,weight_decay,lr,seconds,co_bps,vel_r2,psth_r2,fp_bps,tp_corr";
+valid_monitored,beta,weight_decay,lr,seconds,co_bps,vel_r2,psth_r2,fp_bps,tp_corr";
 
 impl EpochRow {
     /// The CSV line (no newline). Floats print in Rust's shortest round-trip form, so a value
@@ -125,6 +132,7 @@ impl EpochRow {
             self.valid.loss.to_string(),
             self.valid.nll.to_string(),
             self.valid.kl.to_string(),
+            self.monitored.to_string(),
             self.beta.to_string(),
             self.weight_decay.to_string(),
             self.lr.to_string(),
@@ -244,11 +252,10 @@ pub fn nlb_scores<B: Backend>(
         train: train_rates.as_ref().map(|r| r.slice(s![.., ..t_obs, ..])),
         eval_forward: (t_fwd > 0).then(|| eval_rates.slice(s![.., t_obs.., ..])),
     };
-    let metrics =
-        evaluate_group(which, &eval.target, &rates).map_err(|e| TrainError::Metrics {
-            path: data.dir.clone(),
-            msg: e.to_string(),
-        })?;
+    let metrics = evaluate_group(which, &eval.target, &rates).map_err(|e| TrainError::Metrics {
+        path: data.dir.clone(),
+        msg: e.to_string(),
+    })?;
     Ok(Some(metrics.into()))
 }
 
@@ -265,6 +272,7 @@ mod tests {
                 kl: 3.0,
             },
             valid: LossParts::default(),
+            monitored: 0.5,
             beta: 0.0,
             weight_decay: 2e-5,
             lr: 3e-3,

@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use config::{ConfigError, DataConfig, RunConfig, TrainConfig};
+pub use config::{ConfigError, DataConfig, Monitor, RunConfig, TrainConfig};
 pub use metrics::{LossParts, NlbScores};
-pub use run::{run, BackendKind, FinalEpoch, TrainOptions, TrainSummary};
+pub use run::{run, run_dir, summary_text, BackendKind, FinalEpoch, TrainOptions, TrainSummary};
 
 use crate::nlb::Split;
 

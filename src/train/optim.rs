@@ -22,7 +22,9 @@ pub fn adam<B: AutodiffBackend>(train: &TrainConfig, weight_decay: f64) -> Optim
         .with_beta_1(train.betas[0] as f32)
         .with_beta_2(train.betas[1] as f32)
         .with_epsilon(train.eps as f32)
-        .with_weight_decay((weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)))
+        .with_weight_decay(
+            (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+        )
         .init()
 }
 
@@ -45,10 +47,7 @@ pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     grads: &mut GradientsParams,
     max_norm: f64,
 ) -> f64 {
-    let mut norm = SquaredNorm::<B> {
-        grads,
-        total: None,
-    };
+    let mut norm = SquaredNorm::<B> { grads, total: None };
     module.visit(&mut norm);
     let total = norm
         .total
@@ -161,7 +160,8 @@ mod tests {
         let model = config.init::<Ad>(3, 4, &device).unwrap();
         let x = Tensor::<Ad, 3>::ones([2, 5, 3], &device);
         let y = Tensor::<Ad, 3>::ones([2, 6, 4], &device);
-        let grads = GradientsParams::from_grads(model.training_loss(x, y, 0).total.backward(), &model);
+        let grads =
+            GradientsParams::from_grads(model.training_loss(x, y, 0).total.backward(), &model);
         let mut optim = adam::<Ad>(&train, 0.0);
         let _model = optim.step(1e-2, model, grads);
         let moved = with_weight_decay(&optim, &train, 1e-3);

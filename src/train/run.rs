@@ -52,6 +52,7 @@ impl BackendKind {
         out
     }
 
+    /// The name `--backend` takes.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::NdArray => "ndarray",
@@ -107,11 +108,13 @@ pub struct TrainOptions {
     pub config: RunConfig,
     /// Names the run folder `runs_home/run_tag/…` (the CLI defaults it to the config file stem).
     pub run_tag: String,
+    /// Root of all run folders (`RUNS_HOME` / `--runs-home`).
     pub runs_home: PathBuf,
     /// Where split folders live, unless `config.data.prep_home` says otherwise.
     pub prep_home: PathBuf,
     /// File names inside the split folder.
     pub files: SplitFiles,
+    /// Backend to train on.
     pub backend: BackendKind,
     /// Continue from the run folder's `last.mpk` instead of starting fresh.
     pub resume: bool,
@@ -125,18 +128,24 @@ pub struct TrainOptions {
 /// One epoch's losses and learning rate, as logged.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FinalEpoch {
+    /// 0-based epoch index.
     pub epoch: usize,
+    /// Training losses (with dropout), averaged over the epoch.
     pub train: LossParts,
+    /// Validation losses.
     pub valid: LossParts,
+    /// Learning rate used in the epoch.
     pub lr: f64,
 }
 
 /// How a run ended; also written to `summary.json` in the run folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSummary {
+    /// The run folder holding checkpoints, metrics and plots.
     pub run_dir: PathBuf,
     /// `{dataset}-{bw:02}ms-{phase}`.
     pub split: String,
+    /// Backend it trained on.
     pub backend: String,
     /// Epochs configured.
     pub epochs: usize,
@@ -144,19 +153,56 @@ pub struct TrainSummary {
     pub epochs_completed: usize,
     /// Whether all configured epochs are done (false after Ctrl-C).
     pub finished: bool,
-    /// Epoch (0-based) of the lowest validation loss, whose weights are in `best.mpk`.
+    /// Epoch (0-based) with the lowest validation value of `train.monitor`, whose weights are
+    /// in `best.mpk`, and that value.
     pub best_epoch: Option<usize>,
-    pub best_valid_loss: Option<f64>,
+    /// Best value of the monitored validation quantity.
+    pub best_monitored: Option<f64>,
     /// The last completed epoch.
     pub last_epoch: Option<FinalEpoch>,
     /// NLB scores on the eval split (val phase) of the last and of the best model, for
     /// information; computed when the run finishes.
     pub last_scores: Option<NlbScores>,
+    /// As `last_scores`, for the weights in `best.mpk`.
     pub best_scores: Option<NlbScores>,
     /// Wall time of this invocation.
     pub wall_seconds: f64,
     /// Training time summed over every session of the run.
     pub train_seconds: f64,
+}
+
+/// The summary as a few aligned lines for the terminal.
+pub fn summary_text(s: &TrainSummary) -> String {
+    let mut out = format!("run folder:   {}\n", s.run_dir.display());
+    let status = if s.finished {
+        "finished".to_string()
+    } else {
+        "stopped; `--resume` continues".to_string()
+    };
+    out += &format!(
+        "epochs:       {}/{} ({status})\n",
+        s.epochs_completed, s.epochs
+    );
+    if let (Some(e), Some(l)) = (s.best_epoch, s.best_monitored) {
+        out += &format!("best epoch:   {e} (monitored validation value {l:.5}) in best.mpk\n");
+    }
+    if let Some(f) = s.last_epoch {
+        out += &format!(
+            "last epoch:   {} (train loss {:.5}, valid loss {:.5}, lr {:.2e})\n",
+            f.epoch, f.train.loss, f.valid.loss, f.lr
+        );
+    }
+    if let Some(b) = s.best_scores {
+        out += &format!("NLB, best:    {}\n", b.short());
+    }
+    if let Some(l) = s.last_scores {
+        out += &format!("NLB, last:    {}\n", l.short());
+    }
+    out += &format!(
+        "time:         {:.1} s now, {:.1} s of training in all\n",
+        s.wall_seconds, s.train_seconds
+    );
+    out
 }
 
 /// Trains as `opts` says, on the chosen backend, and returns the run's summary.
@@ -262,16 +308,9 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
     let seed = tc.seed;
 
     let (mut model, mut optim, mut state, csv) = if opts.resume {
-        let last = dir.join(LAST);
-        let next = checkpoint::read_state(&last)?.next_epoch;
-        let (model, optim, state) = checkpoint::load::<Autodiff<B>>(
-            &last,
-            &cfg.model,
-            tc,
-            tc.l2_at(next),
-            dims,
-            device,
-        )?;
+        // The penalty is set for each epoch in the loop, before the first step.
+        let (model, optim, state) =
+            checkpoint::load::<Autodiff<B>>(&dir.join(LAST), &cfg.model, tc, 0.0, dims, device)?;
         let csv = MetricsCsv::resume(&dir.join("metrics.csv"), state.next_epoch)?;
         (model, optim, state, csv)
     } else {
@@ -290,7 +329,7 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
                 tc.plateau_threshold,
                 tc.min_lr,
             ),
-            best_valid_loss: None,
+            best_monitored: None,
             best_epoch: None,
             seed,
             elapsed_seconds: 0.0,
@@ -307,13 +346,14 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
     let x_valid = rows_to_tensor::<B>(&data.inputs, &data.valid_idx, device);
     let y_valid = rows_to_tensor::<B>(&data.targets, &data.valid_idx, device);
     let n_train = data.train_idx.len();
-    let stop = || {
-        opts.stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::SeqCst))
-    };
+    let stop = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
 
-    let bar = progress_bar(opts.progress, tc.epochs, state.next_epoch, &split.dir_name());
+    let bar = progress_bar(
+        opts.progress,
+        tc.epochs,
+        state.next_epoch,
+        &split.dir_name(),
+    );
     tracing::info!(
         "training {} on {} ({} train / {} valid trials, T = {}, Tf = {t_fwd}, N = {} + {}) in {}",
         split.dir_name(),
@@ -367,18 +407,27 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         let train_parts = sums.mean(n_train);
         let valid_model = model.valid();
         let valid_parts = validation_loss(&valid_model, &x_valid, &y_valid, epoch, tc.batch_size);
+        let monitored = tc.monitor.value(
+            valid_parts.nll,
+            valid_parts.kl,
+            valid_parts.loss,
+            cfg.model.kl_weight,
+        );
         let lr_used = state.lr;
-        state.lr = state.plateau.step(valid_parts.loss, state.lr);
+        state.lr = state.plateau.step(monitored, state.lr);
 
         let scores = if every(tc.eval_every, epoch) {
-            let s = nlb_scores(
-                &valid_model,
-                &data,
-                split.dataset,
-                tc.eval_samples,
-                tc.batch_size,
-                device,
-            )?;
+            let s = informational(
+                &bar,
+                nlb_scores(
+                    &valid_model,
+                    &data,
+                    split.dataset,
+                    tc.eval_samples,
+                    tc.batch_size,
+                    device,
+                ),
+            );
             if let Some(s) = s {
                 state.last_scores = Some((epoch, s));
                 bar.println(format!("epoch {epoch}: {}", s.short()));
@@ -388,7 +437,10 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
             None
         };
         if every(tc.plot_every, epoch) {
-            write_plots(&valid_model, &data, &dir, epoch, tc.eval_samples, device)?;
+            informational(
+                &bar,
+                write_plots(&valid_model, &data, &dir, epoch, tc.eval_samples, device),
+            );
         }
 
         let seconds = t0.elapsed().as_secs_f64();
@@ -404,17 +456,16 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
             epoch,
             train: train_parts,
             valid: valid_parts,
+            monitored,
             beta: kl_beta(epoch, cfg.model.kl_weight, cfg.model.kl_ramp_epochs),
             weight_decay,
             lr: lr_used,
             seconds,
             scores,
         })?;
-        let improved = state
-            .best_valid_loss
-            .is_none_or(|best| valid_parts.loss < best);
-        if improved && valid_parts.loss.is_finite() {
-            state.best_valid_loss = Some(valid_parts.loss);
+        let improved = state.best_monitored.is_none_or(|best| monitored < best);
+        if improved && monitored.is_finite() {
+            state.best_monitored = Some(monitored);
             state.best_epoch = Some(epoch);
             checkpoint::save(&dir.join(BEST), &model, &optim, &state)?;
         }
@@ -436,15 +487,34 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
             _ => {
                 B::seed(device, final_seed);
                 let m = model.valid();
-                nlb_scores(&m, &data, split.dataset, tc.eval_samples, tc.batch_size, device)?
+                informational(
+                    &bar,
+                    nlb_scores(
+                        &m,
+                        &data,
+                        split.dataset,
+                        tc.eval_samples,
+                        tc.batch_size,
+                        device,
+                    ),
+                )
             }
         };
         let best_path = dir.join(BEST);
         if best_path.is_file() {
             let (best, _) = checkpoint::load_model::<B>(&best_path, &cfg.model, dims, device)?;
             B::seed(device, final_seed);
-            best_scores =
-                nlb_scores(&best, &data, split.dataset, tc.eval_samples, tc.batch_size, device)?;
+            best_scores = informational(
+                &bar,
+                nlb_scores(
+                    &best,
+                    &data,
+                    split.dataset,
+                    tc.eval_samples,
+                    tc.batch_size,
+                    device,
+                ),
+            );
         }
     }
     let summary = TrainSummary {
@@ -455,7 +525,7 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         epochs_completed: state.next_epoch,
         finished,
         best_epoch: state.best_epoch,
-        best_valid_loss: state.best_valid_loss,
+        best_monitored: state.best_monitored,
         last_epoch: state.last_epoch,
         last_scores,
         best_scores,
@@ -468,6 +538,15 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         tracing::info!("stopped after epoch {}", state.next_epoch);
     }
     Ok(summary)
+}
+
+/// Unwraps the result of an informational step (NLB scores, plots), turning a failure into a
+/// warning: neither chooses a model, so neither may end a long run.
+fn informational<T: Default>(bar: &ProgressBar, result: Result<T, TrainError>) -> T {
+    result.unwrap_or_else(|e| {
+        bar.suspend(|| tracing::warn!("{e}"));
+        T::default()
+    })
 }
 
 /// The validation objective over all held-back trials, `batch` at a time, weighted by trials.
@@ -529,15 +608,14 @@ fn write_plots<B: Backend>(
         &rates,
         &info,
     )?;
-    let traced: Vec<usize> = data
-        .valid_idx
-        .iter()
-        .take(LATENT_TRIALS)
-        .copied()
-        .collect();
+    let traced: Vec<usize> = data.valid_idx.iter().take(LATENT_TRIALS).copied().collect();
     let x = rows_to_tensor::<B>(&data.inputs, &traced, device);
     let z = to_array(model.forward(x, data.t_fwd(), Mode::Eval).z);
-    plot_latents(&plots.join(format!("epoch_{epoch:05}_latents.png")), &z, &info)
+    plot_latents(
+        &plots.join(format!("epoch_{epoch:05}_latents.png")),
+        &z,
+        &info,
+    )
 }
 
 fn progress_bar(show: bool, epochs: usize, start: usize, name: &str) -> ProgressBar {

@@ -13,9 +13,13 @@ use serde::{Deserialize, Serialize};
 /// count and cannot react to a validation loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plateau {
+    /// Multiplier applied to the learning rate on a plateau.
     pub factor: f64,
+    /// Epochs without improvement tolerated before reducing.
     pub patience: usize,
+    /// Relative improvement needed to count as better.
     pub threshold: f64,
+    /// Floor of the learning rate.
     pub min_lr: f64,
     /// Best loss seen so far (`None` before the first epoch; JSON has no infinity).
     pub best: Option<f64>,
@@ -27,6 +31,7 @@ pub struct Plateau {
 const MIN_CHANGE: f64 = 1e-8;
 
 impl Plateau {
+    /// A schedule that has seen no epoch yet.
     pub fn new(factor: f64, patience: usize, threshold: f64, min_lr: f64) -> Self {
         Self {
             factor,
