@@ -129,9 +129,9 @@ fn training_lowers_the_loss_and_beats_constant_rates_on_held_out_neurons() {
         .replace("hidden_size = 8", "hidden_size = 16")
         .replace("batch_size = 8", "batch_size = 32")
         .replace("eval_every = 2", "eval_every = 0");
-    let opts = with_epochs(options(&config, &prep, runs.path(), "learn"), 25);
+    let opts = with_epochs(options(&config, &prep, runs.path(), "learn"), 32);
     let summary = train::run(&opts).unwrap();
-    assert!(summary.finished && summary.epochs_completed == 25);
+    assert!(summary.finished && summary.epochs_completed == 32);
 
     let csv = std::fs::read_to_string(summary.run_dir.join("metrics.csv")).unwrap();
     let nll: Vec<f64> = csv
