@@ -65,6 +65,9 @@ struct QuickstartArgs {
     /// tiny, small or full.
     #[arg(long, default_value = "small")]
     scale: String,
+    /// Train for this many epochs instead of the quick config's.
+    #[arg(long)]
+    epochs: Option<usize>,
 }
 
 #[derive(Args)]
@@ -198,10 +201,12 @@ fn synth(args: SynthArgs) -> Result<()> {
 
 fn quickstart(args: QuickstartArgs) -> Result<()> {
     let scale: langevin::synth::Scale = args.scale.parse().map_err(anyhow::Error::msg)?;
-    let report = langevin::quickstart::run(&args.dir, scale, true)?;
+    let report = langevin::quickstart::run(&args.dir, scale, args.epochs, true)?;
     print!("{}", preprocess::summary_table(&report.splits));
+    print!("{}", train::summary_text(&report.train));
     println!("synthetic NWB files: {}", report.data_home.display());
     println!("split folders:       {}", report.prep_home.display());
+    println!("training run:        {}", report.train.run_dir.display());
     Ok(())
 }
 
