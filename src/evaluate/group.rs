@@ -6,76 +6,9 @@ use super::error::{GroupError, Key, MetricError};
 use super::metrics::{bits_per_spike, fp_bps, psth_r2, tp_corr, ZERO_RATE};
 use super::ridge::{velocity_r2, DecodeSplit};
 
-/// The NLB'21 datasets, in the order nlb_tools' evaluator visits them.
-///
-/// The evaluator keys everything on these names, and the three scaling datasets are reported
-/// together, so the set is closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dataset {
-    McMaze,
-    McRtt,
-    Area2Bump,
-    DmfcRsg,
-    McMazeLarge,
-    McMazeMedium,
-    McMazeSmall,
-}
-
-impl Dataset {
-    /// Visiting order of the reference evaluator; results come out in this order.
-    pub const ALL: [Dataset; 7] = [
-        Dataset::McMaze,
-        Dataset::McRtt,
-        Dataset::Area2Bump,
-        Dataset::DmfcRsg,
-        Dataset::McMazeLarge,
-        Dataset::McMazeMedium,
-        Dataset::McMazeSmall,
-    ];
-
-    /// The name used in file groups and result keys.
-    pub fn name(self) -> &'static str {
-        match self {
-            Dataset::McMaze => "mc_maze",
-            Dataset::McRtt => "mc_rtt",
-            Dataset::Area2Bump => "area2_bump",
-            Dataset::DmfcRsg => "dmfc_rsg",
-            Dataset::McMazeLarge => "mc_maze_large",
-            Dataset::McMazeMedium => "mc_maze_medium",
-            Dataset::McMazeSmall => "mc_maze_small",
-        }
-    }
-
-    /// Parses a dataset name as used in groups and configs (`mc_maze`, `dmfc_rsg`, …).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == name)
-    }
-
-    /// `[500]`, `[250]` or `[100]` (training trials) for the scaling datasets, whose metrics are
-    /// merged into one leaderboard entry and told apart by this prefix.
-    pub fn scaling_prefix(self) -> Option<&'static str> {
-        match self {
-            Dataset::McMazeLarge => Some("[500]"),
-            Dataset::McMazeMedium => Some("[250]"),
-            Dataset::McMazeSmall => Some("[100]"),
-            _ => None,
-        }
-    }
-
-    /// dmfc_rsg is scored with tp corr instead of vel R2 and needs no training rates.
-    pub fn is_dmfc(self) -> bool {
-        self == Dataset::DmfcRsg
-    }
-
-    /// HDF5 group of this dataset at `bin_ms`: no suffix at 5 ms, `_<bin>` otherwise.
-    pub fn group(self, bin_ms: u32) -> String {
-        if bin_ms == 5 {
-            self.name().to_string()
-        } else {
-            format!("{}_{bin_ms}", self.name())
-        }
-    }
-}
+/// The evaluator's datasets are the NLB datasets; the evaluation-specific facts (scaling
+/// prefixes, dmfc's tp corr, group names per bin width) live on [`DatasetName`] too.
+pub use crate::nlb::DatasetName as Dataset;
 
 /// The contents of one target group (`eval_target.h5`), as float64 where numeric.
 ///

@@ -68,6 +68,27 @@ impl DatasetName {
         data_home.join(set).join(subject)
     }
 
+    /// `[500]`, `[250]` or `[100]` (training trials) for the scaling datasets, whose metrics the
+    /// evaluator merges into one leaderboard entry and tells apart by this prefix.
+    pub fn scaling_prefix(self) -> Option<&'static str> {
+        match self {
+            DatasetName::McMazeLarge => Some("[500]"),
+            DatasetName::McMazeMedium => Some("[250]"),
+            DatasetName::McMazeSmall => Some("[100]"),
+            _ => None,
+        }
+    }
+
+    /// dmfc_rsg is scored with tp corr instead of vel R2 and needs no training rates.
+    pub fn is_dmfc(self) -> bool {
+        self == DatasetName::DmfcRsg
+    }
+
+    /// HDF5 group in target and submission files at `bin_ms`: no suffix at 5 ms, `_<bin>` else.
+    pub fn group(self, bin_ms: u32) -> String {
+        format!("{}{}", self.as_str(), BinWidth(bin_ms).group_suffix())
+    }
+
     pub fn is_maze(self) -> bool {
         matches!(
             self,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{to_array, to_tensor, SplitData};
 use super::TrainError;
-use crate::evaluate::{evaluate_group, Dataset, GroupRates, Metrics};
+use crate::evaluate::{evaluate_group, GroupRates, Metrics};
 use crate::model::{predict_log_rates, LangevinFlow};
 use crate::nlb::DatasetName;
 
@@ -239,12 +239,9 @@ pub fn nlb_scores<B: Backend>(
     let Some(eval) = &data.eval else {
         return Ok(None);
     };
-    let Some(which) = Dataset::from_name(dataset.as_str()) else {
-        return Ok(None);
-    };
     let (t_obs, t_fwd) = (data.t_obs(), data.t_fwd());
     let eval_rates = predict_rates(model, &eval.inputs, t_fwd, samples, batch, device);
-    let train_rates = (!which.is_dmfc())
+    let train_rates = (!dataset.is_dmfc())
         .then(|| predict_rates(model, &data.inputs, t_fwd, samples, batch, device));
     let rates = GroupRates {
         n_heldin: data.n_heldin(),
@@ -252,10 +249,11 @@ pub fn nlb_scores<B: Backend>(
         train: train_rates.as_ref().map(|r| r.slice(s![.., ..t_obs, ..])),
         eval_forward: (t_fwd > 0).then(|| eval_rates.slice(s![.., t_obs.., ..])),
     };
-    let metrics = evaluate_group(which, &eval.target, &rates).map_err(|e| TrainError::Metrics {
-        path: data.dir.clone(),
-        msg: e.to_string(),
-    })?;
+    let metrics =
+        evaluate_group(dataset, &eval.target, &rates).map_err(|e| TrainError::Metrics {
+            path: data.dir.clone(),
+            msg: e.to_string(),
+        })?;
     Ok(Some(metrics.into()))
 }
 
