@@ -331,14 +331,11 @@ impl AtomicH5 {
         };
         let builder = parent.new_dataset_builder();
         let result = match data {
-            Data::F64(v, shape) => builder
-                .deflate(4)
-                .with_data(&self.shaped(name, v, &shape)?)
-                .create(key),
-            Data::I64(v, shape) => builder
-                .deflate(4)
-                .with_data(&self.shaped(name, v, &shape)?)
-                .create(key),
+            Data::F64(v, shape) => self.compressed(builder, name, key, v, &shape)?,
+            Data::I64(v, shape) => self.compressed(builder, name, key, v, &shape)?,
+            Data::F32(v, shape) => self.compressed(builder, name, key, v, &shape)?,
+            Data::I32(v, shape) => self.compressed(builder, name, key, v, &shape)?,
+            Data::Bool(v, shape) => self.compressed(builder, name, key, v, &shape)?,
             Data::Strings(v) => {
                 let vl = v
                     .iter()
@@ -347,18 +344,6 @@ impl AtomicH5 {
                     .map_err(|e| self.write_err(name, e))?;
                 builder.with_data(&vl).create(key)
             }
-            Data::F32(v, shape) => builder
-                .deflate(4)
-                .with_data(&self.shaped(name, v, &shape)?)
-                .create(key),
-            Data::I32(v, shape) => builder
-                .deflate(4)
-                .with_data(&self.shaped(name, v, &shape)?)
-                .create(key),
-            Data::Bool(v, shape) => builder
-                .deflate(4)
-                .with_data(&self.shaped(name, v, &shape)?)
-                .create(key),
             Data::VlenI32(lists) => {
                 let vl: Vec<VarLenArray<i32>> =
                     lists.iter().map(|l| VarLenArray::from_slice(l)).collect();
@@ -366,6 +351,19 @@ impl AtomicH5 {
             }
         };
         result.map(|_| ()).map_err(|e| self.write_err(name, e))
+    }
+
+    /// A gzip-4 dataset of `shape` (the reference's compression), created but not yet checked.
+    fn compressed<T: hdf5::H5Type + Clone>(
+        &self,
+        builder: hdf5::DatasetBuilder,
+        name: &str,
+        key: &str,
+        values: &[T],
+        shape: &[usize],
+    ) -> Result<hdf5::Result<hdf5::Dataset>> {
+        let array = self.shaped(name, values, shape)?;
+        Ok(builder.deflate(4).with_data(&array).create(key))
     }
 
     /// Creates an (empty) group, so that containers exist even without datasets.
