@@ -35,6 +35,21 @@ pub enum H5Error {
 
 pub type Result<T> = std::result::Result<T, H5Error>;
 
+/// A float array as stored: f32 files (every NLB tensor and submission) or f64.
+pub enum Floats {
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+}
+
+impl Floats {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Floats::F32(a) => a.shape(),
+            Floats::F64(a) => a.shape(),
+        }
+    }
+}
+
 /// A read-only HDF5 file that remembers its path for error messages.
 pub struct H5File {
     file: hdf5::File,
@@ -138,6 +153,11 @@ impl H5File {
             TypeDescriptor::Float(hdf5::types::FloatSize::U2) => ds
                 .read_raw::<half::f16>()
                 .map(|v| v.into_iter().map(f64::from).collect()),
+            // HDF5's own f32 → f64 conversion runs element by element through a type-conversion
+            // path several times slower than reading the stored type and widening here.
+            TypeDescriptor::Float(hdf5::types::FloatSize::U4) => ds
+                .read_raw::<f32>()
+                .map(|v| v.into_iter().map(f64::from).collect()),
             TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
                 ds.read_raw::<f64>()
             }
@@ -156,7 +176,23 @@ impl H5File {
     }
 
     pub fn read_f32(&self, name: &str) -> Result<ArrayD<f32>> {
-        Ok(self.read_f64(name)?.mapv(|x| x as f32))
+        match self.read_floats(name)? {
+            Floats::F32(a) => Ok(a),
+            Floats::F64(a) => Ok(a.mapv(|x| x as f32)),
+        }
+    }
+
+    /// A float dataset in its stored precision (f32 stays f32, anything else becomes f64), so
+    /// that big rate arrays are read without a widened copy the caller would copy again.
+    pub fn read_floats(&self, name: &str) -> Result<Floats> {
+        let ds = self.dataset(name)?;
+        if let TypeDescriptor::Float(hdf5::types::FloatSize::U4) = self.descriptor(name, &ds)? {
+            let flat = ds.read_raw::<f32>().map_err(|e| self.read_err(name, e))?;
+            return ArrayD::from_shape_vec(IxDyn(&ds.shape()), flat)
+                .map(Floats::F32)
+                .map_err(|e| self.read_err(name, e));
+        }
+        self.read_f64(name).map(Floats::F64)
     }
 
     /// Integer dataset (any width) as i64.

@@ -7,7 +7,7 @@ use ndarray::{Array2, Array3, ArrayD, Axis, Ix3};
 use super::error::{EvalError, GroupError, Key, MetricError};
 use super::group::{evaluate_group, Dataset, GroupRates, TargetGroup};
 use super::report::DatasetResult;
-use crate::h5::H5File;
+use crate::h5::{Floats, H5File};
 
 /// The bin widths the reference evaluator looks for, in its order (suffix `''`, then `_20`).
 pub const BIN_WIDTHS: [u32; 2] = [5, 20];
@@ -42,9 +42,13 @@ pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetRes
                 );
                 continue;
             }
+            let started = std::time::Instant::now();
             let t = TargetGroup::read(&tf, &group)?;
             let fwd = t.eval_spikes_heldin_forward.is_some();
-            let s = SubmissionGroup::read(&sf, &group, !dataset.is_dmfc(), fwd)?;
+            let read_target = started.elapsed();
+            let need_train = !dataset.is_dmfc();
+            let s = SubmissionGroup::read(&sf, &group, need_train, fwd)?;
+            let read_submission = started.elapsed() - read_target;
             let metrics =
                 evaluate_group(dataset, &t, &s.rates()).map_err(|source| EvalError::Group {
                     target: target.to_path_buf(),
@@ -52,6 +56,12 @@ pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetRes
                     group: group.clone(),
                     source: Box::new(source),
                 })?;
+            tracing::debug!(
+                ?read_target,
+                ?read_submission,
+                scoring = ?(started.elapsed() - read_target - read_submission),
+                "{group} evaluated"
+            );
             results.push(DatasetResult {
                 dataset,
                 bin_ms,
@@ -90,6 +100,92 @@ fn read3(
             },
         )
     })
+}
+
+/// Reads a held-in/held-out pair of `[trials, T, neurons]` arrays as one f64 array with the
+/// held-out neurons after the held-in ones, as the evaluator scores them.
+///
+/// Submissions are f32; widening row by row straight into the joined array touches each byte of
+/// the ~0.5 GB a full-size mc_maze submission becomes exactly once, which on this scale is most
+/// of the cost of reading it.
+fn read_joined(
+    file: &H5File,
+    group: &str,
+    hi_key: &str,
+    ho_key: &str,
+) -> Result<(Array3<f64>, usize), EvalError> {
+    let read = |key: &str| -> Result<(Floats, [usize; 3]), EvalError> {
+        let a = file.read_floats(&format!("{group}/{key}"))?;
+        match *a.shape() {
+            [n, t, k] => Ok((a, [n, t, k])),
+            ref shape => Err(in_file(
+                file,
+                group,
+                GroupError::Rank {
+                    key: Key::submission(key),
+                    ndim: shape.len(),
+                    shape: shape.to_vec(),
+                    expected: 3,
+                },
+            )),
+        }
+    };
+    let (hi, [n, t, n_in]) = read(hi_key)?;
+    let (ho, [n_ho, t_ho, n_out]) = read(ho_key)?;
+    if (n, t) != (n_ho, t_ho) {
+        return Err(in_file(
+            file,
+            group,
+            GroupError::Shape {
+                key: Key::submission(ho_key),
+                shape: vec![n_ho, t_ho, n_out],
+                other: Key::submission(hi_key),
+                other_shape: vec![n, t, n_in],
+            },
+        ));
+    }
+    let mut joined = Vec::with_capacity(n * t * (n_in + n_out));
+    advise_huge_pages(&joined);
+    for row in 0..n * t {
+        extend_row(&mut joined, &hi, row, n_in);
+        extend_row(&mut joined, &ho, row, n_out);
+    }
+    let joined = Array3::from_shape_vec((n, t, n_in + n_out), joined).expect("sized above");
+    Ok((joined, n_in))
+}
+
+/// Asks Linux to back the (not yet touched) buffer with 2 MiB pages: a full-size submission is
+/// half a gigabyte, and faulting it in 4 KiB at a time costs more than filling it.
+fn advise_huge_pages(v: &Vec<f64>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = v.as_ptr() as usize;
+        let end = start + v.capacity() * std::mem::size_of::<f64>();
+        let (lo, hi) = ((start + HUGE - 1) & !(HUGE - 1), end & !(HUGE - 1));
+        if hi > lo {
+            // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE is only
+            // a hint and changes no contents.
+            unsafe {
+                libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+}
+
+/// Appends row `row` (of `width` values) of a flat array, widened to f64.
+fn extend_row(out: &mut Vec<f64>, a: &Floats, row: usize, width: usize) {
+    let range = row * width..(row + 1) * width;
+    match a {
+        Floats::F32(a) => out.extend(
+            a.as_slice().expect("read arrays are contiguous")[range]
+                .iter()
+                .map(|&v| f64::from(v)),
+        ),
+        Floats::F64(a) => {
+            out.extend_from_slice(&a.as_slice().expect("read arrays are contiguous")[range])
+        }
+    }
 }
 
 fn read_opt(file: &H5File, group: &str, key: &str) -> Result<Option<ArrayD<f64>>, EvalError> {
@@ -235,26 +331,12 @@ impl SubmissionGroup {
         target_has_forward: bool,
     ) -> Result<Self, EvalError> {
         let pair = |prefix: &str, suffix: &str| -> Result<(Array3<f64>, usize), EvalError> {
-            let hi_key = format!("{prefix}_heldin{suffix}");
-            let ho_key = format!("{prefix}_heldout{suffix}");
-            let hi = read3(file, group, &hi_key, Key::submission)?;
-            let ho = read3(file, group, &ho_key, Key::submission)?;
-            if hi.shape()[..2] != ho.shape()[..2] {
-                return Err(in_file(
-                    file,
-                    group,
-                    GroupError::Shape {
-                        key: Key::submission(ho_key),
-                        shape: ho.shape().to_vec(),
-                        other: Key::submission(hi_key),
-                        other_shape: hi.shape().to_vec(),
-                    },
-                ));
-            }
-            let n_in = hi.len_of(Axis(2));
-            let joined = ndarray::concatenate(Axis(2), &[hi.view(), ho.view()])
-                .expect("leading axes checked");
-            Ok((joined, n_in))
+            read_joined(
+                file,
+                group,
+                &format!("{prefix}_heldin{suffix}"),
+                &format!("{prefix}_heldout{suffix}"),
+            )
         };
         let (eval, n_heldin) = pair("eval_rates", "")?;
         let same_heldin = |arr: (Array3<f64>, usize), key: &str| {

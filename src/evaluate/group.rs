@@ -139,7 +139,9 @@ pub fn evaluate_group(
                 })?,
             );
     } else {
+        let started = std::time::Instant::now();
         metrics.vel_r2 = Some(vel_r2(target, rates, eval, n_out)?);
+        tracing::debug!(elapsed = ?started.elapsed(), "vel R2");
     }
 
     if let Some(psth) = &target.psth {
