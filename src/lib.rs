@@ -9,5 +9,6 @@ pub mod model;
 pub mod nlb;
 pub mod nwb;
 pub mod quickstart;
+pub mod submit;
 pub mod synth;
 pub mod train;

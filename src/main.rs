@@ -30,6 +30,38 @@ enum Command {
     Quickstart(QuickstartArgs),
     /// Train LangevinFlow on one split folder, as a config file says.
     Train(TrainArgs),
+    /// Write the EvalAI submission file of a run (every trained split of one phase).
+    Submit(SubmitArgs),
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    /// The run to submit: RUNS_HOME/{run_tag}/ holds one folder per trained split.
+    #[arg(long)]
+    run_tag: String,
+    /// val or test (default: the phase of the run's splits).
+    #[arg(long)]
+    phase: Option<Phase>,
+    /// best (lowest validation value) or last.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
+    /// Stochastic passes averaged per trial (default: each run's model.n_samples).
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Seed of the latent samples and noise: the same seed gives an identical file.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Trials per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// ndarray (CPU), or wgpu / cuda when built with those cargo features.
+    #[arg(long, default_value = "ndarray")]
+    backend: String,
+    #[arg(long, env = "RUNS_HOME", default_value = "runs")]
+    runs_home: PathBuf,
+    /// Where split folders are read from (a run's data.prep_home wins).
+    #[arg(long, env = "PREP_HOME", default_value = "prep")]
+    prep_home: PathBuf,
 }
 
 #[derive(Args)]
@@ -236,6 +268,31 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn submit(args: SubmitArgs) -> Result<()> {
+    use langevin::submit;
+    let opts = submit::SubmitOptions {
+        runs_home: args.runs_home,
+        run_tag: args.run_tag,
+        phase: args.phase,
+        checkpoint: args.checkpoint.parse().map_err(anyhow::Error::msg)?,
+        samples: args.samples,
+        seed: args.seed,
+        prep_home: args.prep_home,
+        files: split_files(),
+        backend: args.backend.parse()?,
+        batch: args.batch,
+    };
+    let report = submit::run(&opts)?;
+    print!("{}", submit::summary_text(&report));
+    if !report.skipped.is_empty() {
+        anyhow::bail!(
+            "{} split(s) skipped (listed above); the file holds the others",
+            report.skipped.len()
+        );
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Preprocess(args) => preprocess(args).context("preprocess failed"),
@@ -243,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Synth(args) => synth(args).context("synth failed"),
         Command::Quickstart(args) => quickstart(args).context("quickstart failed"),
         Command::Train(args) => train(args).context("train failed"),
+        Command::Submit(args) => submit(args).context("submit failed"),
     }
 }
 
