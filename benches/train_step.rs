@@ -131,7 +131,5 @@ fn maze_step(bencher: divan::Bencher, total_bins: usize) {
         .into_iter()
         .find(|(t, f)| t + f == total_bins)
         .expect("a benchmarked size");
-    bencher
-        .with_inputs(|| setup(size))
-        .bench_local_values(step);
+    bencher.with_inputs(|| setup(size)).bench_local_values(step);
 }
