@@ -117,7 +117,8 @@ struct EvaluateArgs {
 
 #[derive(Args)]
 struct SynthArgs {
-    /// Dataset to imitate (maze family so far).
+    /// Dataset to imitate: one of the seven NLB names, or `lorenz` (the paper's synthetic
+    /// benchmark). A `.truth.h5` file with the true rates is written beside each NWB file.
     #[arg(long)]
     dataset: String,
     /// DATA_HOME to write into (files go to <out>/<dandiset>/<subject>/).
@@ -224,8 +225,9 @@ fn synth(args: SynthArgs) -> Result<()> {
     let dataset: DatasetName = args.dataset.parse()?;
     let scale: langevin::synth::Scale = args.scale.parse().map_err(anyhow::Error::msg)?;
     let report = langevin::synth::synth(&args.out, dataset, scale, args.seed)?;
-    for f in &report.files {
+    for (f, t) in report.files.iter().zip(&report.truth) {
         println!("wrote {}", f.display());
+        println!("      {}", t.display());
     }
     println!("{} trials, {} units", report.trials, report.units);
     Ok(())

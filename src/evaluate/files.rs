@@ -14,15 +14,16 @@ pub const BIN_WIDTHS: [u32; 2] = [5, 20];
 
 /// Evaluates `submission` against `target` like nlb_tools' `evaluate(target, submission)`.
 ///
-/// Groups are visited in [`Dataset::ALL`] order, 5 ms before 20 ms. A group is scored only if the
-/// submission has it with `eval_rates_heldout` and the target has it with `eval_spikes_heldout`;
+/// Groups are visited in [`Dataset::ALL`] order, then the synthetic datasets (`lorenz`, which
+/// NLB files never hold, so NLB results are unchanged), 5 ms before 20 ms. A group is scored only
+/// if the submission has it with `eval_rates_heldout` and the target has it with `eval_spikes_heldout`;
 /// other groups are skipped with a warning, as the reference does. Any other missing key, a
 /// shape that does not match the target, or a NaN/negative rate is an error.
 pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetResult>, EvalError> {
     let tf = H5File::open(target)?;
     let sf = H5File::open(submission)?;
     let mut results = Vec::new();
-    for dataset in Dataset::ALL {
+    for dataset in Dataset::ALL.into_iter().chain(Dataset::SYNTHETIC) {
         for bin_ms in BIN_WIDTHS {
             let group = dataset.group(bin_ms);
             if !sf.has(&group) {
@@ -46,7 +47,7 @@ pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetRes
             let t = TargetGroup::read(&tf, &group)?;
             let fwd = t.eval_spikes_heldin_forward.is_some();
             let read_target = started.elapsed();
-            let need_train = !dataset.is_dmfc();
+            let need_train = !dataset.is_dmfc() && dataset.has_behavior();
             let s = SubmissionGroup::read(&sf, &group, need_train, fwd)?;
             let read_submission = started.elapsed() - read_target;
             let metrics =

@@ -46,7 +46,7 @@ pub struct GroupRates<'a> {
     pub n_heldin: usize,
     /// `[eval trials, T, neurons]`.
     pub eval: ArrayView3<'a, f64>,
-    /// `[train trials, T, neurons]`; required except for dmfc_rsg.
+    /// `[train trials, T, neurons]`; required except for dmfc_rsg and lorenz (no vel R2).
     pub train: Option<ArrayView3<'a, f64>>,
     /// `[eval trials, forward bins, neurons]`; fp-bps is scored only when present.
     pub eval_forward: Option<ArrayView3<'a, f64>>,
@@ -57,7 +57,7 @@ pub struct GroupRates<'a> {
 pub struct Metrics {
     /// Bits/spike of the held-out neurons: the headline co-smoothing score.
     pub co_bps: f64,
-    /// Every dataset but dmfc_rsg.
+    /// Every dataset with behaviour but dmfc_rsg (so not lorenz).
     pub vel_r2: Option<f64>,
     /// dmfc_rsg only.
     pub tp_corr: Option<f64>,
@@ -138,7 +138,7 @@ pub fn evaluate_group(
                     source: e,
                 })?,
             );
-    } else {
+    } else if dataset.has_behavior() {
         let started = std::time::Instant::now();
         metrics.vel_r2 = Some(vel_r2(target, rates, eval, n_out)?);
         tracing::debug!(elapsed = ?started.elapsed(), "vel R2");

@@ -1,4 +1,5 @@
-//! The seven NLB datasets, bin widths and phases as types, with each dataset's reference PARAMS.
+//! The seven NLB datasets (plus the synthetic `lorenz` benchmark), bin widths and phases as
+//! types, with each dataset's reference PARAMS.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ pub struct ParseError {
     pub expected: String,
 }
 
-/// One of the seven Neural Latents Benchmark datasets.
+/// One of the seven Neural Latents Benchmark datasets, or the synthetic Lorenz benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DatasetName {
     McMaze,
@@ -23,6 +24,9 @@ pub enum DatasetName {
     McMazeLarge,
     McMazeMedium,
     McMazeSmall,
+    /// Spikes from a Lorenz attractor with known rates (model spec §9); not an NLB dataset, so
+    /// it is not in [`DatasetName::ALL`] and `all` never selects it.
+    Lorenz,
 }
 
 impl DatasetName {
@@ -37,6 +41,9 @@ impl DatasetName {
         DatasetName::McMazeSmall,
     ];
 
+    /// Datasets that only `langevin synth` makes: named explicitly, never part of `all`.
+    pub const SYNTHETIC: [DatasetName; 1] = [DatasetName::Lorenz];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DatasetName::McMaze => "mc_maze",
@@ -46,6 +53,7 @@ impl DatasetName {
             DatasetName::McMazeLarge => "mc_maze_large",
             DatasetName::McMazeMedium => "mc_maze_medium",
             DatasetName::McMazeSmall => "mc_maze_small",
+            DatasetName::Lorenz => "lorenz",
         }
     }
 
@@ -59,6 +67,7 @@ impl DatasetName {
             DatasetName::McMazeLarge => ("000138", "sub-Jenkins"),
             DatasetName::McMazeMedium => ("000139", "sub-Jenkins"),
             DatasetName::McMazeSmall => ("000140", "sub-Jenkins"),
+            DatasetName::Lorenz => ("lorenz", "sub-Lorenz"),
         }
     }
 
@@ -87,6 +96,11 @@ impl DatasetName {
     /// HDF5 group in target and submission files at `bin_ms`: no suffix at 5 ms, `_<bin>` else.
     pub fn group(self, bin_ms: u32) -> String {
         format!("{}{}", self.as_str(), BinWidth(bin_ms).group_suffix())
+    }
+
+    /// Whether the dataset has a behaviour variable to decode (every NLB dataset does).
+    pub fn has_behavior(self) -> bool {
+        !matches!(self.params().behavior, Behavior::None)
     }
 
     pub fn is_maze(self) -> bool {
@@ -164,6 +178,16 @@ impl DatasetName {
                 decode_masks: false,
                 jitter: true,
             },
+            // Fixed-length trials: 600 ms observed, then the 200 ms forward window.
+            Lorenz => DatasetParams {
+                behavior: Behavior::None,
+                lag: 0,
+                make: Window::around("start_time", 0, 600, false),
+                eval_make: Window::around("start_time", 0, 600, false),
+                psth: None,
+                decode_masks: false,
+                jitter: false,
+            },
         }
     }
 }
@@ -177,14 +201,12 @@ impl fmt::Display for DatasetName {
 impl FromStr for DatasetName {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DatasetName::ALL
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| ParseError {
-                what: "dataset",
-                value: s.to_string(),
-                expected: DatasetName::ALL.map(|d| d.as_str()).join(", "),
-            })
+        let known = || DatasetName::ALL.into_iter().chain(DatasetName::SYNTHETIC);
+        known().find(|d| d.as_str() == s).ok_or_else(|| ParseError {
+            what: "dataset",
+            value: s.to_string(),
+            expected: known().map(|d| d.as_str()).collect::<Vec<_>>().join(", "),
+        })
     }
 }
 
@@ -356,6 +378,8 @@ pub enum Behavior {
     Series(&'static str),
     /// Columns of the trials table (dmfc_rsg).
     TrialTable(&'static [&'static str]),
+    /// No behaviour (lorenz): no behaviour tensors are written and vel R2 is not scored.
+    None,
 }
 
 /// How trial windows are cut (nlb_tools make_params).
@@ -431,6 +455,19 @@ mod tests {
         assert_eq!(s.group(), "mc_maze_small");
         let s: Split = "dmfc_rsg-20ms-test".parse().unwrap();
         assert_eq!(s.group(), "dmfc_rsg_20");
+        let s: Split = "lorenz-05ms-val".parse().unwrap();
+        assert_eq!(s.dataset, DatasetName::Lorenz);
+    }
+
+    #[test]
+    fn lorenz_parses_but_is_not_one_of_all() {
+        assert_eq!(
+            "lorenz".parse::<DatasetName>().unwrap(),
+            DatasetName::Lorenz
+        );
+        assert!(!DatasetName::ALL.contains(&DatasetName::Lorenz));
+        assert!(!DatasetName::Lorenz.has_behavior());
+        assert!(DatasetName::ALL.iter().all(|d| d.has_behavior()));
     }
 
     #[test]

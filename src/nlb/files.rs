@@ -48,7 +48,9 @@ pub fn write_split(
     let t = &tensors.train;
     f.write("train_spikes_heldin", f32s(&t.heldin))?;
     f.write("train_spikes_heldout", f32s(&t.heldout))?;
-    f.write("train_behavior", f32s(&t.behavior))?;
+    if let Some(b) = &t.behavior {
+        f.write("train_behavior", f32s(b))?;
+    }
     f.write("train_spikes_heldin_forward", f32s(&t.heldin_forward))?;
     f.write("train_spikes_heldout_forward", f32s(&t.heldout_forward))?;
     f.commit()?;
@@ -75,8 +77,14 @@ fn write_target(path: &Path, group: &str, t: &EvalTarget) -> Result<(), H5Error>
     let mut f = AtomicH5::create(path)?;
     let key = |k: &str| format!("{group}/{k}");
     f.write(&key("eval_spikes_heldout"), f32s(&t.eval_spikes_heldout))?;
-    f.write(&key("train_behavior"), f32s(&t.train_behavior))?;
-    f.write(&key("eval_behavior"), f32s(&t.eval_behavior))?;
+    for (name, b) in [
+        ("train_behavior", &t.train_behavior),
+        ("eval_behavior", &t.eval_behavior),
+    ] {
+        if let Some(b) = b {
+            f.write(&key(name), f32s(b))?;
+        }
+    }
     f.write(
         &key("eval_spikes_heldin_forward"),
         f32s(&t.eval_spikes_heldin_forward),

@@ -133,15 +133,17 @@ impl<'s> Binned<'s> {
         Ok((heldin, heldout))
     }
 
-    /// Behaviour of the masked trials: `[n, T, C]` for series (NaN-padded), `[n, 5]` for dmfc.
+    /// Behaviour of the masked trials: `[n, T, C]` for series (NaN-padded), `[n, 5]` for dmfc,
+    /// nothing for a dataset without behaviour.
     fn behavior(
         &self,
         params: &DatasetParams,
         mask: &[bool],
         jitter: Option<&[Option<i64>]>,
-    ) -> Result<Tensor<f32>> {
+    ) -> Result<Option<Tensor<f32>>> {
         let table = &self.session.trials;
         match params.behavior {
+            Behavior::None => Ok(None),
             Behavior::TrialTable(fields) => {
                 let outlier = table
                     .num("is_outlier")
@@ -159,7 +161,7 @@ impl<'s> Binned<'s> {
                             .map(move |c| if keep { c[r] as f32 } else { f32::NAN })
                     })
                     .collect();
-                Ok(Tensor::new(data, vec![rows.len(), fields.len()]))
+                Ok(Some(Tensor::new(data, vec![rows.len(), fields.len()])))
             }
             Behavior::Series(name) => {
                 let series = self
@@ -191,7 +193,7 @@ impl<'s> Binned<'s> {
                         }
                     }
                 }
-                Ok(Tensor::new(data, vec![windows.len(), lmax, nc]))
+                Ok(Some(Tensor::new(data, vec![windows.len(), lmax, nc])))
             }
         }
     }
@@ -249,7 +251,8 @@ fn require_all(
 pub struct TrainInput {
     pub heldin: Tensor<f32>,
     pub heldout: Tensor<f32>,
-    pub behavior: Tensor<f32>,
+    /// `None` for a dataset without behaviour (lorenz).
+    pub behavior: Option<Tensor<f32>>,
     pub heldin_forward: Tensor<f32>,
     pub heldout_forward: Tensor<f32>,
 }
@@ -263,8 +266,9 @@ pub struct EvalInput {
 /// One `eval_target.h5` group.
 pub struct EvalTarget {
     pub eval_spikes_heldout: Tensor<f32>,
-    pub train_behavior: Tensor<f32>,
-    pub eval_behavior: Tensor<f32>,
+    /// `None` (with `eval_behavior`) for a dataset without behaviour (lorenz).
+    pub train_behavior: Option<Tensor<f32>>,
+    pub eval_behavior: Option<Tensor<f32>>,
     pub eval_spikes_heldin_forward: Tensor<f32>,
     pub eval_spikes_heldout_forward: Tensor<f32>,
     pub decode_masks: Option<(Tensor<bool>, Tensor<bool>)>,
