@@ -113,6 +113,10 @@ struct EvaluateArgs {
     /// Print nlb_tools' result list as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// True rates of a synthetic split (`truth.h5`, written by `preprocess` beside the target):
+    /// adds `rate R2` (the submission against the true rates) and `truth co-bps` (the ceiling).
+    #[arg(long)]
+    truth: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -201,8 +205,9 @@ fn preprocess(args: PreprocessArgs) -> Result<()> {
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
-    use langevin::evaluate::{evaluate_files, format_table, Report};
-    let results = evaluate_files(&args.target, &args.submission)?;
+    use langevin::evaluate::{evaluate_files_with_truth, format_table_with_truth, Report};
+    let (results, truth) =
+        evaluate_files_with_truth(&args.target, &args.submission, args.truth.as_deref())?;
     if results.is_empty() {
         anyhow::bail!(
             "no dataset group of {} has a matching group with `eval_rates_heldout` in {}",
@@ -213,10 +218,10 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&Report::from_results(&results))?
+            serde_json::to_string_pretty(&Report::from_results_with_truth(&results, &truth))?
         );
     } else {
-        print!("{}", format_table(&results));
+        print!("{}", format_table_with_truth(&results, &truth));
     }
     Ok(())
 }

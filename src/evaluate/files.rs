@@ -20,8 +20,18 @@ pub const BIN_WIDTHS: [u32; 2] = [5, 20];
 /// other groups are skipped with a warning, as the reference does. Any other missing key, a
 /// shape that does not match the target, or a NaN/negative rate is an error.
 pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetResult>, EvalError> {
-    let tf = H5File::open(target)?;
-    let sf = H5File::open(submission)?;
+    visit_files(target, submission, |_, _, _| Ok(()))
+}
+
+/// [`evaluate_files`], calling `each` on every result with the arrays it was scored from, so
+/// extra scores (the truth scores) reuse them instead of reading the files again.
+pub(super) fn visit_files<E: From<EvalError>>(
+    target: &Path,
+    submission: &Path,
+    mut each: impl FnMut(&DatasetResult, &TargetGroup, &SubmissionGroup) -> Result<(), E>,
+) -> Result<Vec<DatasetResult>, E> {
+    let tf = H5File::open(target).map_err(EvalError::from)?;
+    let sf = H5File::open(submission).map_err(EvalError::from)?;
     let mut results = Vec::new();
     for dataset in Dataset::ALL.into_iter().chain(Dataset::SYNTHETIC) {
         for bin_ms in BIN_WIDTHS {
@@ -63,11 +73,13 @@ pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetRes
                 scoring = ?(started.elapsed() - read_target - read_submission),
                 "{group} evaluated"
             );
-            results.push(DatasetResult {
+            let result = DatasetResult {
                 dataset,
                 bin_ms,
                 metrics,
-            });
+            };
+            each(&result, &t, &s)?;
+            results.push(result);
         }
     }
     Ok(results)

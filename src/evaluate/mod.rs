@@ -9,6 +9,9 @@
 //! * [`evaluate_files`]: a target file and a submission file, visited and reported like the
 //!   reference ([`Report`] for its JSON, [`format_table`] for people).
 //!
+//! For synthetic data, [`truth_scores`] and [`evaluate_files_with_truth`] add the submission's
+//! R² against the true rates (`rate R2`) and the co-bps the true rates reach (`truth co-bps`).
+//!
 //! Files are read only through [`crate::h5`]; nothing here depends on the model.
 
 mod error;
@@ -17,6 +20,7 @@ mod group;
 pub mod metrics;
 mod report;
 mod ridge;
+mod truth;
 
 pub use error::{EvalError, GroupError, Key, MetricError, Side};
 pub use files::{evaluate_files, SubmissionGroup, BIN_WIDTHS};
@@ -24,5 +28,6 @@ pub use group::{evaluate_group, Dataset, GroupRates, Metrics, TargetGroup};
 pub use metrics::{
     bits_per_spike, fp_bps, pearson_r, poisson_nll, psth_r2, r2_score, tp_corr, ZERO_RATE,
 };
-pub use report::{format_table, DatasetResult, Report};
+pub use report::{format_table, format_table_with_truth, DatasetResult, Report};
 pub use ridge::{alphas, velocity_r2, DecodeSplit, N_FOLDS};
+pub use truth::{evaluate_files_with_truth, truth_scores, TruthError, TruthFileError, TruthScores};

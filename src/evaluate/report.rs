@@ -4,6 +4,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
 use super::group::{Dataset, Metrics};
+use super::truth::TruthScores;
 
 /// The metrics of one scored group.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,10 +37,19 @@ impl Report {
     /// visiting order, then the scaling datasets merged into `mc_maze_scaling_split` and
     /// `mc_maze_scaling_20_split` with `[500] `/`[250] `/`[100] ` key prefixes.
     pub fn from_results(results: &[DatasetResult]) -> Self {
+        Self::from_results_with_truth(results, &[])
+    }
+
+    /// [`Report::from_results`] with each result's truth scores (`truth[i]` for `results[i]`;
+    /// missing or `None` for none) appended to its entries as `rate R2` and `truth co-bps`.
+    pub fn from_results_with_truth(
+        results: &[DatasetResult],
+        truth: &[Option<TruthScores>],
+    ) -> Self {
         let mut splits = Vec::new();
         let mut scaling: Vec<(u32, Vec<(String, f64)>)> = Vec::new();
-        for r in results {
-            let entries = r.metrics.entries();
+        for (i, r) in results.iter().enumerate() {
+            let entries = entries(r, truth.get(i).copied().flatten());
             match r.dataset.scaling_prefix() {
                 None => splits.push((
                     format!("{}_split", r.group()),
@@ -108,12 +118,34 @@ impl Serialize for Report {
     }
 }
 
+/// A result's metric entries, then its truth scores if any.
+fn entries(r: &DatasetResult, truth: Option<TruthScores>) -> Vec<(&'static str, f64)> {
+    let mut out = r.metrics.entries();
+    out.extend(truth.iter().flat_map(TruthScores::entries));
+    out
+}
+
 /// An aligned text table, one row per scored group and one column per metric that any row has.
 pub fn format_table(results: &[DatasetResult]) -> String {
-    const COLUMNS: [&str; 5] = ["co-bps", "vel R2", "tp corr", "psth R2", "fp-bps"];
+    format_table_with_truth(results, &[])
+}
+
+/// [`format_table`] with `rate R2` and `truth co-bps` columns for the results that have truth
+/// scores (`truth[i]` for `results[i]`); without any, the same table.
+pub fn format_table_with_truth(results: &[DatasetResult], truth: &[Option<TruthScores>]) -> String {
+    const COLUMNS: [&str; 7] = [
+        "co-bps",
+        "vel R2",
+        "tp corr",
+        "psth R2",
+        "fp-bps",
+        "rate R2",
+        "truth co-bps",
+    ];
     let rows: Vec<(String, Vec<(&str, f64)>)> = results
         .iter()
-        .map(|r| (r.group(), r.metrics.entries()))
+        .enumerate()
+        .map(|(i, r)| (r.group(), entries(r, truth.get(i).copied().flatten())))
         .collect();
     let columns: Vec<&str> = COLUMNS
         .into_iter()
@@ -226,6 +258,40 @@ mod tests {
         assert_eq!(
             compact,
             r#"[{"mc_maze_20_split":{"co-bps":0.125,"vel R2":0.5,"psth R2":null}}]"#
+        );
+    }
+
+    #[test]
+    fn truth_scores_extend_json_and_table_only_where_present() {
+        let results = [
+            result(Dataset::McMaze, 20, 0.125),
+            result(Dataset::McRtt, 20, 0.5),
+        ];
+        let truth = [
+            Some(TruthScores {
+                rate_r2: 0.75,
+                truth_co_bps: 0.25,
+            }),
+            None,
+        ];
+        let compact =
+            serde_json::to_string(&Report::from_results_with_truth(&results, &truth)).unwrap();
+        assert_eq!(
+            compact,
+            r#"[{"mc_maze_20_split":{"co-bps":0.125,"vel R2":0.5,"psth R2":null,"rate R2":0.75,"truth co-bps":0.25}},{"mc_rtt_20_split":{"co-bps":0.5,"vel R2":0.5}}]"#
+        );
+        let table = format_table_with_truth(&results, &truth);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].ends_with("rate R2  truth co-bps"), "{table}");
+        assert!(lines[1].ends_with("0.7500        0.2500"), "{table}");
+        assert!(lines[2].ends_with("-             -"), "{table}");
+        assert_eq!(
+            format_table_with_truth(&results, &[None, None]),
+            format_table(&results)
+        );
+        assert_eq!(
+            Report::from_results_with_truth(&results, &[None]).to_json(),
+            Report::from_results(&results).to_json()
         );
     }
 

@@ -10,6 +10,7 @@ use super::files::{write_split, SplitFiles};
 use super::session::{nwb_files, Session, SessionError};
 use super::tensors::{build_split, TensorError};
 use crate::h5::H5Error;
+use crate::synth::truth::{write_split_truth, SplitTruthError};
 
 /// A split that could not be made, naming the dataset folder and what went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum PreprocessError {
     },
     #[error(transparent)]
     Write(#[from] H5Error),
+    #[error(transparent)]
+    Truth(#[from] SplitTruthError),
 }
 
 /// What to preprocess and where.
@@ -145,6 +148,13 @@ fn make_split(
     })?;
     let dir = split.dir(&opts.prep_home).0;
     write_split(&dir, &split, &tensors, &opts.files)?;
+    if let Some(path) = write_split_truth(session, folder, split, &dir)? {
+        tracing::info!(
+            "{}: true rates written to {}",
+            split.dir_name(),
+            path.display()
+        );
+    }
     let shape = &tensors.train.heldin.shape;
     let report = SplitReport {
         split,

@@ -147,6 +147,9 @@ impl TrialTable {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub folder: PathBuf,
+    /// The merged NWB files in merge order (sorted by path, so the test file first), each with
+    /// its block offset: file row `k` (1 ms, file clock) is session row `k + offset`.
+    pub files: Vec<(PathBuf, i64)>,
     /// Number of 1 ms rows.
     pub len_ms: i64,
     pub heldin: UnitGroup,
@@ -291,8 +294,14 @@ fn merge(folder: &Path, blocks: Vec<Block>) -> Session {
     let heldout = merge_group(&blocks, &offsets, true);
     let series = merge_series(&blocks, &offsets, len_ms);
     let trials = merge_trials(&blocks, &offsets);
+    let files = blocks
+        .iter()
+        .zip(&offsets)
+        .map(|(b, &offset)| (b.file.path.clone(), offset))
+        .collect();
     Session {
         folder: folder.to_path_buf(),
+        files,
         len_ms,
         heldin,
         heldout,

@@ -42,6 +42,9 @@ impl<T> Tensor<T> {
     }
 }
 
+/// Each trial's window and the bins of it that are kept.
+type TrialBins = Vec<(TrialWindow, Vec<i64>)>;
+
 /// The session seen at one bin width.
 pub struct Binned<'s> {
     pub session: &'s Session,
@@ -86,6 +89,49 @@ impl<'s> Binned<'s> {
             .collect())
     }
 
+    /// `[trials, rows, units]` from a per-unit binning: `fill(u, first, out)` writes unit `u`'s
+    /// values for bins `first..first + out.len()`, which cover each trial's rows.
+    ///
+    /// With `threads > 1` the trials are shared among that many threads; each trial's slice of
+    /// the output is contiguous and filled alone, so the result does not depend on the split.
+    fn per_unit(
+        &self,
+        n_units: usize,
+        trials: &[(TrialWindow, Vec<i64>)],
+        len: usize,
+        threads: usize,
+        fill: impl Fn(usize, i64, &mut [f64]) + Sync,
+    ) -> Tensor<f32> {
+        let mut data = vec![f32::NAN; trials.len() * len * n_units];
+        let stride = (len * n_units).max(1);
+        let run = |trials: &[(TrialWindow, Vec<i64>)], data: &mut [f32]| {
+            let mut buf = Vec::new();
+            for ((_, rows), out) in trials.iter().zip(data.chunks_mut(stride)) {
+                let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
+                    continue;
+                };
+                buf.resize((last - first + 1) as usize, 0.0);
+                for u in 0..n_units {
+                    fill(u, first, &mut buf);
+                    for (i, &j) in rows.iter().enumerate() {
+                        out[i * n_units + u] = buf[(j - first) as usize] as f32;
+                    }
+                }
+            }
+        };
+        if threads <= 1 || trials.len() <= 1 {
+            run(trials, &mut data);
+        } else {
+            let chunk = trials.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                for (part, out) in trials.chunks(chunk).zip(data.chunks_mut(chunk * stride)) {
+                    scope.spawn(|| run(part, out));
+                }
+            });
+        }
+        Tensor::new(data, vec![trials.len(), len, n_units])
+    }
+
     /// Spike counts `[trials, rows, units]` for one unit group.
     fn spikes(
         &self,
@@ -93,31 +139,41 @@ impl<'s> Binned<'s> {
         trials: &[(TrialWindow, Vec<i64>)],
         len: usize,
     ) -> Tensor<f32> {
-        let n_units = group.len();
-        let mut data = vec![f32::NAN; trials.len() * len * n_units];
-        let mut buf = Vec::new();
-        for (t, (_, rows)) in trials.iter().enumerate() {
-            let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
-                continue;
-            };
-            buf.resize((last - first + 1) as usize, 0.0);
-            for u in 0..n_units {
-                bin_unit(&group.spikes[u], &group.valid[u], self.q(), first, &mut buf);
-                for (i, &j) in rows.iter().enumerate() {
-                    data[(t * len + i) * n_units + u] = buf[(j - first) as usize] as f32;
-                }
-            }
-        }
-        Tensor::new(data, vec![trials.len(), len, n_units])
+        let q = self.q();
+        self.per_unit(group.len(), trials, len, 1, |u, first, buf| {
+            bin_unit(&group.spikes[u], &group.valid[u], q, first, buf)
+        })
     }
 
-    /// nlb_tools `make_stacked_array` for held-in and held-out spikes.
-    fn stacked(
+    /// Expected counts `[trials, rows, units]` of one unit group: each bin sums the expectations
+    /// of its `q` session rows.
+    fn expected(
+        &self,
+        rates: &dyn RowRates,
+        heldout: bool,
+        n_units: usize,
+        trials: &[(TrialWindow, Vec<i64>)],
+        len: usize,
+    ) -> Tensor<f32> {
+        let q = self.q();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.per_unit(n_units, trials, len, threads, |u, first, buf| {
+            for (i, v) in buf.iter_mut().enumerate() {
+                let start = (first + i as i64) * q;
+                *v = (start..start + q)
+                    .map(|row| rates.expected(heldout, u, row))
+                    .sum();
+            }
+        })
+    }
+
+    /// The trials of a stacked array with the bins of each, and the (common) bins per trial.
+    fn stacked_rows(
         &self,
         spec: &WindowCut<'_>,
         mask: &[bool],
         allow_nans: bool,
-    ) -> Result<(Tensor<f32>, Tensor<f32>)> {
+    ) -> Result<(TrialBins, usize)> {
         let trials = self.rows(spec, mask, allow_nans)?;
         let len = trials.first().map_or(0, |(_, r)| r.len());
         if let Some((w, r)) = trials.iter().find(|(_, r)| r.len() != len) {
@@ -128,8 +184,34 @@ impl<'s> Binned<'s> {
                 trials[0].0.trial
             )));
         }
+        Ok((trials, len))
+    }
+
+    /// nlb_tools `make_stacked_array` for held-in and held-out spikes.
+    fn stacked(
+        &self,
+        spec: &WindowCut<'_>,
+        mask: &[bool],
+        allow_nans: bool,
+    ) -> Result<(Tensor<f32>, Tensor<f32>)> {
+        let (trials, len) = self.stacked_rows(spec, mask, allow_nans)?;
         let heldin = self.spikes(&self.session.heldin, &trials, len);
         let heldout = self.spikes(&self.session.heldout, &trials, len);
+        Ok((heldin, heldout))
+    }
+
+    /// Both groups' expected counts on exactly the trials and bins of [`Binned::stacked`].
+    fn stacked_expected(
+        &self,
+        rates: &dyn RowRates,
+        spec: &WindowCut<'_>,
+        mask: &[bool],
+        allow_nans: bool,
+    ) -> Result<(Tensor<f32>, Tensor<f32>)> {
+        let (trials, len) = self.stacked_rows(spec, mask, allow_nans)?;
+        let s = self.session;
+        let heldin = self.expected(rates, false, s.heldin.len(), &trials, len);
+        let heldout = self.expected(rates, true, s.heldout.len(), &trials, len);
         Ok((heldin, heldout))
     }
 
@@ -435,15 +517,20 @@ pub fn eval_input(
     eval_input_of(&binned, params, &masks)
 }
 
-fn eval_target(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Result<EvalTarget> {
-    let bw = binned.bw;
-    let eval_align = masks.eval_align();
-    // nlb-lightning builds dmfc targets with make_params (full jittered windows).
-    let window = if params.jitter {
+/// The window of the eval target's arrays: nlb-lightning builds dmfc targets with make_params
+/// (full jittered windows), the others with the eval params.
+fn target_window(params: &DatasetParams) -> Window {
+    if params.jitter {
         params.make
     } else {
         params.eval_make
-    };
+    }
+}
+
+fn eval_target(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Result<EvalTarget> {
+    let bw = binned.bw;
+    let eval_align = masks.eval_align();
+    let window = target_window(params);
     let target_cut = WindowCut {
         window,
         align_override: eval_align,
@@ -521,4 +608,180 @@ pub fn build_split(
         eval,
         target,
     })
+}
+
+/// Expected spike counts per session row, from any source of rates (a generating model's
+/// ground truth, say); [`expected_counts`] bins them like the spikes.
+pub trait RowRates: Sync {
+    /// Expected spikes of unit `unit` (index into the session's held-in or, with `heldout`,
+    /// held-out group, in session order) in 1 ms session row `row`.
+    fn expected(&self, heldout: bool, unit: usize, row: i64) -> f64;
+}
+
+/// Expected counts on the grid of a split's submission arrays: each array has the trials, bins
+/// and shape of the spike tensor a model predicts it from, so a [`RowRates`] source can be
+/// written and scored as a submission (`train_rates_*`, `eval_rates_*`).
+#[derive(Debug, Clone)]
+pub struct ExpectedCounts {
+    /// Observed bins of the train trials (`train_spikes_heldin`'s grid).
+    pub train_heldin: Tensor<f32>,
+    pub train_heldout: Tensor<f32>,
+    /// Every bin of the eval trials (`eval_spikes_heldin`'s grid); bins where the spikes are NaN
+    /// (unobserved) still hold their expectation.
+    pub eval_heldin: Tensor<f32>,
+    pub eval_heldout: Tensor<f32>,
+    /// The eval target's forward bins (`eval_spikes_heldin_forward`'s grid).
+    pub eval_heldin_forward: Tensor<f32>,
+    pub eval_heldout_forward: Tensor<f32>,
+}
+
+/// Bins `rates` on the submission grid of one split: the same masks, cuts and NaN handling as
+/// `train_input`, `eval_input` and the eval target's forward arrays, so trials and bins match
+/// the spike tensors by construction. A bin's value is the sum of its `q` rows' expectations.
+pub fn expected_counts(
+    session: &Session,
+    params: &DatasetParams,
+    bw: BinWidth,
+    phase: Phase,
+    rates: &dyn RowRates,
+) -> Result<ExpectedCounts> {
+    let binned = Binned::new(session, bw);
+    let masks = Masks::new(&binned, params, phase)?;
+    let (train_heldin, train_heldout) = binned.stacked_expected(
+        rates,
+        &make_cut(params, masks.train_align()),
+        &masks.train,
+        false,
+    )?;
+    let eval_align = masks.eval_align();
+    let (eval_heldin, eval_heldout) =
+        binned.stacked_expected(rates, &make_cut(params, eval_align), &masks.eval, true)?;
+    let (eval_heldin_forward, eval_heldout_forward) = binned.stacked_expected(
+        rates,
+        &forward_cut(target_window(params), eval_align),
+        &masks.eval,
+        false,
+    )?;
+    Ok(ExpectedCounts {
+        train_heldin,
+        train_heldout,
+        eval_heldin,
+        eval_heldout,
+        eval_heldin_forward,
+        eval_heldout_forward,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nlb::session::{Intervals, TrialTable};
+    use crate::nlb::DatasetName;
+
+    /// Four 800 ms trials (train, train, val, val) on a 4 s session, every unit observed.
+    fn session() -> Session {
+        let observed = || Intervals(vec![(0, 4000)]);
+        let group = |ids: Vec<i64>| UnitGroup {
+            spikes: vec![vec![5, 1003, 2010]; ids.len()],
+            valid: vec![observed(); ids.len()],
+            ids,
+        };
+        let mut trials = TrialTable {
+            len: 4,
+            ..Default::default()
+        };
+        let ms = |v: [i64; 4]| v.iter().map(|&t| Some(t * NS_PER_MS)).collect::<Vec<_>>();
+        trials
+            .times
+            .insert("start_time".into(), ms([0, 1000, 2000, 3000]));
+        trials
+            .times
+            .insert("end_time".into(), ms([800, 1800, 2800, 3800]));
+        trials.strs.insert(
+            "split".into(),
+            ["train", "train", "val", "val"].map(String::from).to_vec(),
+        );
+        Session {
+            folder: "mem".into(),
+            files: vec![("mem.nwb".into(), 0)],
+            len_ms: 4000,
+            heldin: group(vec![1, 2]),
+            heldout: group(vec![3]),
+            series: Vec::new(),
+            trials,
+        }
+    }
+
+    struct Constant;
+    impl RowRates for Constant {
+        fn expected(&self, _: bool, _: usize, _: i64) -> f64 {
+            1.0
+        }
+    }
+
+    /// Row index plus 10000 per unit, plus 100000 for the held-out group: every bin tells
+    /// which rows, unit and group it summed.
+    struct Tagged;
+    impl RowRates for Tagged {
+        fn expected(&self, heldout: bool, unit: usize, row: i64) -> f64 {
+            (row + 10_000 * unit as i64 + if heldout { 100_000 } else { 0 }) as f64
+        }
+    }
+
+    fn counts(rates: &dyn RowRates) -> ExpectedCounts {
+        let params = DatasetName::Lorenz.params();
+        let bw: BinWidth = "20".parse().unwrap();
+        expected_counts(&session(), &params, bw, Phase::Val, rates).unwrap()
+    }
+
+    fn all(c: &ExpectedCounts) -> [&Tensor<f32>; 6] {
+        [
+            &c.train_heldin,
+            &c.train_heldout,
+            &c.eval_heldin,
+            &c.eval_heldout,
+            &c.eval_heldin_forward,
+            &c.eval_heldout_forward,
+        ]
+    }
+
+    #[test]
+    fn constant_rows_give_q_per_bin_on_the_spike_tensors_grid() {
+        let c = counts(&Constant);
+        let bw: BinWidth = "20".parse().unwrap();
+        let s = session();
+        let t = build_split(&s, &DatasetName::Lorenz.params(), bw, Phase::Val).unwrap();
+        let target = t.target.unwrap();
+        let spikes = [
+            &t.train.heldin,
+            &t.train.heldout,
+            &t.eval.heldin,
+            t.eval.heldout.as_ref().unwrap(),
+            &target.eval_spikes_heldin_forward,
+            &target.eval_spikes_heldout_forward,
+        ];
+        for (e, s) in all(&c).into_iter().zip(spikes) {
+            assert_eq!(e.shape, s.shape);
+            assert!(!e.data.is_empty());
+            assert!(e.data.iter().all(|&v| v == 20.0), "{:?}", e.data);
+        }
+        assert_eq!(c.train_heldin.shape, vec![2, 30, 2]);
+        assert_eq!(c.eval_heldout_forward.shape, vec![2, 10, 1]);
+    }
+
+    #[test]
+    fn bins_sum_their_rows_of_the_right_unit_and_group() {
+        let c = counts(&Tagged);
+        let bin = |first_row: i64, tag: i64| -> f32 {
+            (first_row..first_row + 20).map(|r| r + tag).sum::<i64>() as f32
+        };
+        // Train trial 1 starts at 1000 ms: its bin 3 covers rows 1060..1080.
+        let t = &c.train_heldin;
+        assert_eq!(t.data[(30 + 3) * 2 + 1], bin(1060, 10_000));
+        assert_eq!(t.data[(30 + 3) * 2], bin(1060, 0));
+        // Eval trial 0 starts at 2000 ms; its forward window at 2600 ms.
+        assert_eq!(c.eval_heldout.data[0], bin(2000, 100_000));
+        assert_eq!(c.eval_heldout_forward.data[0], bin(2600, 100_000));
+        assert_eq!(c.eval_heldin_forward.data[10 * 2 + 1], bin(3600, 10_000));
+    }
 }
