@@ -24,6 +24,8 @@ enum Command {
     Preprocess(PreprocessArgs),
     /// Score a submission file against an eval target with the NLB metrics.
     Evaluate(EvaluateArgs),
+    /// Fit the NLB spike-smoothing baseline on one split folder and write its submission.
+    Baseline(BaselineArgs),
     /// Write a synthetic dataset with known firing rates in the DANDI layout.
     Synth(SynthArgs),
     /// Run the pipeline end to end on a small synthetic dataset.
@@ -117,6 +119,23 @@ struct EvaluateArgs {
     /// adds `rate R2` (the submission against the true rates) and `truth co-bps` (the ceiling).
     #[arg(long)]
     truth: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BaselineArgs {
+    /// A split folder `preprocess` wrote, e.g. prep/mc_maze-20ms-val; its name gives the dataset
+    /// and bin width.
+    #[arg(long)]
+    split: PathBuf,
+    /// Submission file to write (default: <split>/submission_smoothing.h5).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Gaussian kernel SD in ms (default: the reference's tuned value for the dataset).
+    #[arg(long, value_name = "MS")]
+    kern_sd: Option<f64>,
+    /// L2 penalty of the held-out neurons' Poisson GLMs (default: the reference's tuned value).
+    #[arg(long, value_name = "A")]
+    alpha: Option<f64>,
 }
 
 #[derive(Args)]
@@ -226,6 +245,18 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
     Ok(())
 }
 
+fn baseline(args: BaselineArgs) -> Result<()> {
+    use langevin::baseline;
+    let opts = baseline::BaselineOptions::for_dir(&args.split, args.kern_sd, args.alpha)?;
+    let out = args
+        .out
+        .unwrap_or_else(|| args.split.join(baseline::DEFAULT_FILE));
+    let rates = baseline::smoothing_rates(&args.split, &split_files(), &opts)?;
+    baseline::write_submission(&out, &rates)?;
+    print!("{}", baseline::summary_text(&rates, &out));
+    Ok(())
+}
+
 fn synth(args: SynthArgs) -> Result<()> {
     let dataset: DatasetName = args.dataset.parse()?;
     let scale: langevin::synth::Scale = args.scale.parse().map_err(anyhow::Error::msg)?;
@@ -243,9 +274,19 @@ fn quickstart(args: QuickstartArgs) -> Result<()> {
     let report = langevin::quickstart::run(&args.dir, scale, args.epochs, true)?;
     print!("{}", preprocess::summary_table(&report.splits));
     print!("{}", train::summary_text(&report.train));
+    println!();
+    print!("{}", langevin::quickstart::scores_table(&report.scores));
+    println!();
     println!("synthetic NWB files: {}", report.data_home.display());
     println!("split folders:       {}", report.prep_home.display());
     println!("training run:        {}", report.train.run_dir.display());
+    for row in &report.scores {
+        println!(
+            "{:<20} {}",
+            format!("{}:", row.name),
+            row.submission.display()
+        );
+    }
     Ok(())
 }
 
@@ -304,6 +345,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Preprocess(args) => preprocess(args).context("preprocess failed"),
         Command::Evaluate(args) => evaluate(args).context("evaluate failed"),
+        Command::Baseline(args) => baseline(args).context("baseline failed"),
         Command::Synth(args) => synth(args).context("synth failed"),
         Command::Quickstart(args) => quickstart(args).context("quickstart failed"),
         Command::Train(args) => train(args).context("train failed"),

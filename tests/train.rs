@@ -11,9 +11,9 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use langevin::model::Mode;
-use langevin::nlb::preprocess::{self, PreprocessOptions};
-use langevin::nlb::{BinWidth, DatasetName, Phase};
-use langevin::synth::{self, Scale};
+use langevin::nlb::DatasetName;
+use langevin::quickstart;
+use langevin::synth::Scale;
 use langevin::train::{self, checkpoint, BackendKind, RunConfig, TrainOptions};
 
 type Cpu = NdArray<f32>;
@@ -27,19 +27,8 @@ fn rng_lock() -> MutexGuard<'static, ()> {
 /// A synthetic mc_maze-like dataset preprocessed to its 20 ms val split.
 fn split_home(scale: Scale) -> (tempfile::TempDir, PathBuf) {
     let home = tempfile::tempdir().unwrap();
-    let data_home = home.path().join("data");
-    let prep_home = home.path().join("prep");
-    synth::synth(&data_home, DatasetName::McMaze, scale, 0).unwrap();
-    preprocess::run(&PreprocessOptions {
-        data_home,
-        prep_home: prep_home.clone(),
-        datasets: vec![DatasetName::McMaze],
-        bin_widths: vec!["20".parse::<BinWidth>().unwrap()],
-        phases: vec![Phase::Val],
-        files: Default::default(),
-        progress: false,
-    })
-    .unwrap();
+    let (_, prep_home, _) =
+        quickstart::prepare_split(home.path(), DatasetName::McMaze, scale, 0, false).unwrap();
     (home, prep_home)
 }
 

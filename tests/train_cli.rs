@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use langevin::nlb::preprocess::{self, PreprocessOptions};
-use langevin::nlb::{BinWidth, DatasetName, Phase};
-use langevin::synth::{self, Scale};
+use langevin::nlb::DatasetName;
+use langevin::quickstart;
+use langevin::synth::Scale;
 use predicates::prelude::*;
 
 fn langevin() -> Command {
@@ -27,19 +27,8 @@ fn langevin() -> Command {
 /// A temp folder with `prep/mc_maze-20ms-val` and a tiny config at `tiny.toml`.
 fn workspace() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let home = tempfile::tempdir().unwrap();
-    let data_home = home.path().join("data");
-    let prep = home.path().join("prep");
-    synth::synth(&data_home, DatasetName::McMaze, Scale::Tiny, 1).unwrap();
-    preprocess::run(&PreprocessOptions {
-        data_home,
-        prep_home: prep.clone(),
-        datasets: vec![DatasetName::McMaze],
-        bin_widths: vec!["20".parse::<BinWidth>().unwrap()],
-        phases: vec![Phase::Val],
-        files: Default::default(),
-        progress: false,
-    })
-    .unwrap();
+    let (_, prep, _) =
+        quickstart::prepare_split(home.path(), DatasetName::McMaze, Scale::Tiny, 1, false).unwrap();
     let config = home.path().join("tiny.toml");
     std::fs::write(
         &config,
