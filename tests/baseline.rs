@@ -12,9 +12,11 @@
 //! coefficients are exactly such a point of the objective we minimise, while ours sit at the
 //! minimum itself.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::langevin;
 use langevin::baseline::{
     self, fit_poisson, gradient, objective, BaselineOptions, Design, GaussianKernel, NewtonOptions,
 };
@@ -203,14 +205,6 @@ fn reference_coefficients_are_a_tolerance_stop_on_our_objective() {
             );
         }
     }
-}
-
-fn langevin() -> Command {
-    let mut cmd = Command::cargo_bin("langevin").unwrap();
-    cmd.env("RUST_LOG", "warn")
-        .env_remove("TRAIN_INPUT_FILE")
-        .env_remove("EVAL_INPUT_FILE");
-    cmd
 }
 
 /// Copies a fixture split folder, keeping its name (which carries dataset and bin width).

@@ -1,6 +1,8 @@
 //! `langevin evaluate` through the real binary: the table, `--json` equal to the reference's
 //! result list, and clear failures.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -13,7 +15,7 @@ fn split(name: &str) -> PathBuf {
 }
 
 fn evaluate(split_name: &str, submission: &str) -> Command {
-    let mut cmd = Command::cargo_bin("langevin").unwrap();
+    let mut cmd = common::langevin();
     cmd.arg("evaluate")
         .arg("--target")
         .arg(split(split_name).join("eval_target.h5"))
@@ -83,7 +85,7 @@ fn table_has_a_row_per_group_and_a_column_per_metric() {
 
 #[test]
 fn missing_files_and_foreign_targets_fail_clearly() {
-    let mut cmd = Command::cargo_bin("langevin").unwrap();
+    let mut cmd = common::langevin();
     cmd.args([
         "evaluate",
         "--target",
@@ -95,7 +97,7 @@ fn missing_files_and_foreign_targets_fail_clearly() {
     .failure()
     .stderr(predicate::str::contains("/no/such/eval_target.h5"));
     // A 5 ms target with a 20 ms submission shares no group.
-    let mut cmd = Command::cargo_bin("langevin").unwrap();
+    let mut cmd = common::langevin();
     cmd.arg("evaluate")
         .arg("--target")
         .arg(split("mc_maze-05ms-val").join("eval_target.h5"))

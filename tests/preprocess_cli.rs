@@ -1,19 +1,14 @@
 //! `langevin preprocess` end to end through the real binary: outputs, idempotence, bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use common::langevin;
 use predicates::prelude::*;
 
 fn data_home() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nlb/data")
-}
-
-fn langevin() -> Command {
-    let mut cmd = Command::cargo_bin("langevin").unwrap();
-    cmd.env_remove("DATA_HOME").env_remove("PREP_HOME");
-    cmd.env("RUST_LOG", "warn");
-    cmd
 }
 
 /// Copies one fixture dataset folder into a fresh DATA_HOME so a test can damage it.

@@ -1,29 +1,16 @@
 //! `langevin submit` end to end through the real binary: runs trained for two epochs on the
 //! reference fixtures' split folders are turned into one submission file, which `evaluate` scores.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use common::langevin;
 use langevin::h5::H5File;
 use predicates::prelude::*;
 
 const FIXTURE_PREP: &str = "tests/fixtures/nlb/prep";
-
-fn langevin() -> Command {
-    let mut cmd = Command::cargo_bin("langevin").unwrap();
-    for var in [
-        "DATA_HOME",
-        "PREP_HOME",
-        "RUNS_HOME",
-        "TRAIN_INPUT_FILE",
-        "EVAL_INPUT_FILE",
-        "EVAL_TARGET_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
 
 /// A tiny model config for `dataset` at 20 ms in `phase`.
 fn config(dir: &Path, dataset: &str, phase: &str) -> PathBuf {

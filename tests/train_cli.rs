@@ -1,28 +1,15 @@
 //! `langevin train` end to end through the real binary on a tiny synthetic split.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use common::langevin;
 use langevin::nlb::DatasetName;
 use langevin::quickstart;
 use langevin::synth::Scale;
 use predicates::prelude::*;
-
-fn langevin() -> Command {
-    let mut cmd = Command::cargo_bin("langevin").unwrap();
-    for var in [
-        "DATA_HOME",
-        "PREP_HOME",
-        "RUNS_HOME",
-        "TRAIN_INPUT_FILE",
-        "EVAL_INPUT_FILE",
-        "EVAL_TARGET_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
 
 /// A temp folder with `prep/mc_maze-20ms-val` and a tiny config at `tiny.toml`.
 fn workspace() -> (tempfile::TempDir, PathBuf, PathBuf) {

@@ -1,6 +1,8 @@
 //! Ground-truth rates of a synthetic split: `preprocess` writes `truth.h5` on the grid of the
 //! split's submission arrays, and `langevin evaluate --truth` scores a submission against it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -137,7 +139,7 @@ fn write_random_submission(truth: &Path, out: &Path) {
 }
 
 fn evaluate(dir: &Path, submission: &Path, truth: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("langevin").unwrap();
+    let mut cmd = common::langevin();
     cmd.env("RUST_LOG", "warn")
         .arg("evaluate")
         .arg("--target")
