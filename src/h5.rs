@@ -310,7 +310,10 @@ impl H5File {
 pub enum Data<'a> {
     F64(&'a [f64], Vec<usize>),
     I64(&'a [i64], Vec<usize>),
+    U64(&'a [u64], Vec<usize>),
     Strings(&'a [String]),
+    /// A scalar (0-D) string dataset.
+    StringScalar(&'a str),
     F32(&'a [f32], Vec<usize>),
     I32(&'a [i32], Vec<usize>),
     Bool(&'a [bool], Vec<usize>),
@@ -369,6 +372,7 @@ impl AtomicH5 {
         let result = match data {
             Data::F64(v, shape) => self.compressed(builder, name, key, v, &shape)?,
             Data::I64(v, shape) => self.compressed(builder, name, key, v, &shape)?,
+            Data::U64(v, shape) => self.compressed(builder, name, key, v, &shape)?,
             Data::F32(v, shape) => self.compressed(builder, name, key, v, &shape)?,
             Data::I32(v, shape) => self.compressed(builder, name, key, v, &shape)?,
             Data::Bool(v, shape) => self.compressed(builder, name, key, v, &shape)?,
@@ -379,6 +383,12 @@ impl AtomicH5 {
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| self.write_err(name, e))?;
                 builder.with_data(&vl).create(key)
+            }
+            Data::StringScalar(v) => {
+                let vl: VarLenUnicode = v.parse().map_err(|e| self.write_err(name, e))?;
+                builder
+                    .with_data(&ndarray::Array0::from_elem((), vl))
+                    .create(key)
             }
             Data::VlenI32(lists) => {
                 let vl: Vec<VarLenArray<i32>> =
@@ -439,6 +449,43 @@ impl AtomicH5 {
         loc.new_attr::<f64>()
             .create(attr)
             .and_then(|a| a.write_scalar(&value))
+            .map_err(|e| self.write_err(&format!("{object}@{attr}"), e))
+    }
+
+    /// Sets an int32 attribute on an existing group or dataset.
+    pub fn attr_i32(&mut self, object: &str, attr: &str, value: i32) -> Result<()> {
+        let loc = self.location(object)?;
+        loc.new_attr::<i32>()
+            .create(attr)
+            .and_then(|a| a.write_scalar(&value))
+            .map_err(|e| self.write_err(&format!("{object}@{attr}"), e))
+    }
+
+    /// Sets a 1-D string-array attribute (e.g. a table's `colnames`).
+    pub fn attr_strs(&mut self, object: &str, attr: &str, values: &[String]) -> Result<()> {
+        let loc = self.location(object)?;
+        let vl = values
+            .iter()
+            .map(|s| s.parse::<VarLenUnicode>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.write_err(object, e))?;
+        loc.new_attr_builder()
+            .with_data(&vl)
+            .create(attr)
+            .map(|_| ())
+            .map_err(|e| self.write_err(&format!("{object}@{attr}"), e))
+    }
+
+    /// Sets an object-reference attribute on `object` pointing at `target` (both existing).
+    pub fn attr_ref(&mut self, object: &str, attr: &str, target: &str) -> Result<()> {
+        let file = self.file.as_ref().expect("file open until commit");
+        let r: hdf5::ObjectReference1 = file
+            .reference(target)
+            .map_err(|e| self.write_err(target, e))?;
+        let loc = self.location(object)?;
+        loc.new_attr::<hdf5::ObjectReference1>()
+            .create(attr)
+            .and_then(|a| a.write_scalar(&r))
             .map_err(|e| self.write_err(&format!("{object}@{attr}"), e))
     }
 
