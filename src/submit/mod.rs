@@ -15,7 +15,8 @@ use crate::h5::{AtomicH5, Data, H5File};
 use crate::nlb::files::SplitFiles;
 use crate::nlb::{Phase, Split};
 use crate::train::checkpoint::{self, BEST, LAST};
-use crate::train::data::{read_counts, to_array, to_tensor};
+use crate::train::data::read_counts;
+use crate::train::metrics::predict_rates;
 use crate::train::{BackendKind, RunConfig, TrainError};
 
 /// Which of a run's checkpoints predicts.
@@ -343,17 +344,9 @@ fn predict_split<B: Backend>(
     })?;
     let samples = opts.samples.unwrap_or(config.model.n_samples).max(1);
     B::seed(device, opts.seed);
+    // f32 rates widened to f64 and back: exact, so the file holds the model's own values.
     let predict = |x: &Array3<f32>| -> Array3<f32> {
-        let n = x.len_of(Axis(0));
-        let mut parts = Vec::new();
-        for start in (0..n).step_by(opts.batch.max(1)) {
-            let end = (start + opts.batch.max(1)).min(n);
-            let batch = to_tensor::<B>(&x.slice(s![start..end, .., ..]).to_owned(), device);
-            let log_rates = crate::model::predict_log_rates(&model, batch, inputs.t_fwd, samples);
-            parts.push(to_array(log_rates.exp()).mapv(|v| v as f32));
-        }
-        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-        ndarray::concatenate(Axis(0), &views).expect("batches share bins and neurons")
+        predict_rates(&model, x, inputs.t_fwd, samples, opts.batch, device).mapv(|v| v as f32)
     };
     let train = predict(&inputs.train);
     let eval = predict(&inputs.eval);
