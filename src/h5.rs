@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use hdf5::types::{TypeDescriptor, VarLenArray, VarLenAscii, VarLenUnicode};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array3, ArrayD, Ix3, IxDyn};
 
 /// An HDF5 problem, always naming the file and the object so a user can find it.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +180,36 @@ impl H5File {
             Floats::F32(a) => Ok(a),
             Floats::F64(a) => Ok(a.mapv(|x| x as f32)),
         }
+    }
+
+    /// A spike-count tensor `[trials, bins, neurons]`, NaN counts (bins outside a recording) set
+    /// to 0 with a warning: training, prediction and the smoothing baseline all need finite
+    /// counts, since a NaN poisons a gradient, a kernel's width of smoothed bins or a GLM fit.
+    pub fn read_counts(&self, name: &str) -> Result<Array3<f32>> {
+        let a = self.read_f32(name)?;
+        let shape = a.shape().to_vec();
+        let mut a = a.into_dimensionality::<Ix3>().map_err(|_| {
+            self.read_err(
+                name,
+                format!("shape {shape:?}; expected [trials, bins, neurons]"),
+            )
+        })?;
+        let mut nans = 0usize;
+        a.mapv_inplace(|v| {
+            if v.is_nan() {
+                nans += 1;
+                0.0
+            } else {
+                v
+            }
+        });
+        if nans > 0 {
+            tracing::warn!(
+                "{}: {nans} NaN spike counts in `{name}` replaced by 0",
+                self.path.display()
+            );
+        }
+        Ok(a)
     }
 
     /// A float dataset in its stored precision (f32 stays f32, anything else becomes f64), so

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use ndarray::{Array2, Array3, ArrayD, ArrayView1, ArrayView2, Ix3};
+use ndarray::{Array2, Array3, ArrayView1, ArrayView2};
 
 pub use glm::{fit_poisson, gradient, objective, Design, GlmError, NewtonOptions, PoissonFit};
 pub use smoothing::{GaussianKernel, KernelError};
@@ -190,9 +190,9 @@ pub fn smoothing_rates(
     let eval_path = dir.join(&files.eval_input);
     let train = H5File::open(&train_path)?;
     let eval = H5File::open(&eval_path)?;
-    let train_in = read3(&train, "train_spikes_heldin")?;
-    let train_out = read3(&train, "train_spikes_heldout")?;
-    let eval_in = read3(&eval, "eval_spikes_heldin")?;
+    let train_in = train.read_counts("train_spikes_heldin")?;
+    let train_out = train.read_counts("train_spikes_heldout")?;
+    let eval_in = eval.read_counts("eval_spikes_heldin")?;
     let (n_train, bins, n_in) = train_in.dim();
     let (n_eval, eval_bins, eval_n_in) = eval_in.dim();
     let n_out = train_out.dim().2;
@@ -358,32 +358,6 @@ fn fit_neurons(
                 .map_err(|source| BaselineError::Fit { neuron, source })
         })
         .collect()
-}
-
-/// A spike tensor as `[trials, bins, neurons]` f32, NaN counts (bins the reference could not
-/// observe) set to 0 with a warning: smoothing would spread a NaN over the whole kernel width,
-/// and the reference's GLM refuses NaN outright.
-fn read3(file: &H5File, name: &str) -> Result<Array3<f32>, BaselineError> {
-    let a: ArrayD<f32> = file.read_f32(name)?;
-    let shape = a.shape().to_vec();
-    let mut a = a
-        .into_dimensionality::<Ix3>()
-        .map_err(|_| BaselineError::Shape {
-            path: file.path().to_path_buf(),
-            msg: format!("`{name}` has shape {shape:?}; expected [trials, bins, neurons]"),
-        })?;
-    let mut nans = 0usize;
-    a.iter_mut().filter(|v| v.is_nan()).for_each(|v| {
-        *v = 0.0;
-        nans += 1;
-    });
-    if nans > 0 {
-        tracing::warn!(
-            "{}: {nans} NaN spike counts in `{name}` treated as 0",
-            file.path().display()
-        );
-    }
-    Ok(a.as_standard_layout().into_owned())
 }
 
 fn slice(a: &Array3<f32>) -> &[f32] {

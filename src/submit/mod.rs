@@ -15,7 +15,6 @@ use crate::h5::{AtomicH5, Data, H5File};
 use crate::nlb::files::SplitFiles;
 use crate::nlb::{Phase, Split};
 use crate::train::checkpoint::{self, BEST, LAST};
-use crate::train::data::read_counts;
 use crate::train::metrics::predict_rates;
 use crate::train::{BackendKind, RunConfig, TrainError};
 
@@ -268,8 +267,8 @@ struct SplitInputs {
 fn read_inputs(dir: &Path, files: &SplitFiles) -> Result<SplitInputs, TrainError> {
     let train_file = H5File::open(&dir.join(&files.train_input))?;
     let eval_file = H5File::open(&dir.join(&files.eval_input))?;
-    let train = read_counts(&train_file, "train_spikes_heldin")?;
-    let eval = read_counts(&eval_file, "eval_spikes_heldin")?;
+    let train = train_file.read_counts("train_spikes_heldin")?;
+    let eval = eval_file.read_counts("eval_spikes_heldin")?;
     let heldout = train_file.shape("train_spikes_heldout")?;
     let forward = train_file.shape("train_spikes_heldin_forward")?;
     let (_, t, n_in) = train.dim();

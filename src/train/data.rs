@@ -176,20 +176,6 @@ fn load_eval(
     Ok(Some(EvalSet { inputs, target }))
 }
 
-/// A spike-count tensor `[trials, bins, neurons]` as the model reads it: NaN counts (bins outside
-/// a recording) become zero, with a warning, exactly as for training.
-pub fn read_counts(file: &H5File, name: &str) -> Result<Array3<f32>, TrainError> {
-    let mut counts = read3(file, name)?;
-    let nans = zero_nans(&mut counts);
-    if nans > 0 {
-        tracing::warn!(
-            "{}: {nans} NaN spike counts in `{name}` replaced by 0",
-            file.path().display()
-        );
-    }
-    Ok(counts)
-}
-
 fn read3(file: &H5File, name: &str) -> Result<Array3<f32>, TrainError> {
     let array: ArrayD<f32> = file.read_f32(name)?;
     let shape = array.shape().to_vec();
