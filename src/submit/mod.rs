@@ -106,6 +106,8 @@ fn skipped_lines(skipped: &[Skipped]) -> String {
 #[derive(Debug, Clone)]
 pub struct SplitRates {
     pub split: Split,
+    /// The split folder the inputs came from, which also holds its eval target.
+    pub split_dir: PathBuf,
     pub train_heldin: Array3<f32>,
     pub train_heldout: Array3<f32>,
     pub eval_heldin: Array3<f32>,
@@ -357,6 +359,7 @@ fn predict_split<B: Backend>(
     let total = t + inputs.t_fwd;
     Ok(SplitRates {
         split: *split,
+        split_dir,
         train_heldin: cut(&train, 0..t, 0..n_in),
         train_heldout: cut(&train, 0..t, n_in..all),
         eval_heldin: cut(&eval, 0..t, 0..n_in),
@@ -407,20 +410,7 @@ fn score_splits(
 }
 
 fn score_split(opts: &SubmitOptions, rates: &SplitRates) -> Result<DatasetResult, String> {
-    let run_dir = opts
-        .runs_home
-        .join(&opts.run_tag)
-        .join(rates.split.dir_name());
-    let config = RunConfig::load(&run_dir.join("config.toml"), &[]).map_err(|e| e.to_string())?;
-    let prep_home = config
-        .data
-        .prep_home
-        .unwrap_or_else(|| opts.prep_home.clone());
-    let target_path = rates
-        .split
-        .dir(&prep_home)
-        .path()
-        .join(&opts.files.eval_target);
+    let target_path = rates.split_dir.join(&opts.files.eval_target);
     let file = H5File::open(&target_path).map_err(|e| e.to_string())?;
     let group = rates.split.group();
     let target = TargetGroup::read(&file, &group).map_err(|e| e.to_string())?;
