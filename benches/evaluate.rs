@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use langevin::evaluate::{
     bits_per_spike, evaluate_group, psth_r2, velocity_r2, Dataset, DecodeSplit, GroupRates,
-    TargetGroup,
+    RatePair, TargetGroup,
 };
 use ndarray::{s, Array2, Array3, Axis};
 use rand::rngs::StdRng;
@@ -34,10 +34,9 @@ struct Data {
 impl Data {
     fn rates(&self) -> GroupRates<'_> {
         GroupRates {
-            n_heldin: N_IN,
-            eval: self.eval_rates.view(),
-            train: Some(self.train_rates.view()),
-            eval_forward: Some(self.eval_forward_rates.view()),
+            eval: RatePair::split(self.eval_rates.view(), N_IN),
+            train: Some(RatePair::split(self.train_rates.view(), N_IN)),
+            eval_forward: Some(RatePair::split(self.eval_forward_rates.view(), N_IN)),
         }
     }
 }
@@ -153,7 +152,7 @@ fn split<'a>(
     behavior: &'a Option<ndarray::ArrayD<f64>>,
 ) -> DecodeSplit<'a> {
     DecodeSplit {
-        rates: rates.view(),
+        rates: RatePair::split(rates.view(), N_IN),
         behavior: behavior
             .as_ref()
             .expect("behaviour built")
@@ -183,7 +182,7 @@ fn psth(bencher: divan::Bencher) {
     bencher.bench(|| {
         psth_r2(
             t.psth.as_ref().expect("psth built").view(),
-            data.eval_rates.view(),
+            RatePair::split(data.eval_rates.view(), N_IN),
             t.eval_cond_idx.as_ref().expect("conditions built"),
             None,
         )

@@ -5,7 +5,8 @@ use std::path::Path;
 use ndarray::{Array2, Array3, ArrayD, Axis, Ix3};
 
 use super::error::{EvalError, GroupError, Key, MetricError};
-use super::group::{evaluate_group, Dataset, GroupRates, TargetGroup};
+use super::group::{evaluate_group, Dataset, GroupRates, Metrics, TargetGroup};
+use super::rates::{Rate, RatePair};
 use super::report::DatasetResult;
 use crate::h5::{Floats, H5File};
 
@@ -28,7 +29,7 @@ pub fn evaluate_files(target: &Path, submission: &Path) -> Result<Vec<DatasetRes
 pub(super) fn visit_files<E: From<EvalError>>(
     target: &Path,
     submission: &Path,
-    mut each: impl FnMut(&DatasetResult, &TargetGroup, &SubmissionGroup) -> Result<(), E>,
+    mut each: impl FnMut(&DatasetResult, &TargetGroup, &Submission) -> Result<(), E>,
 ) -> Result<Vec<DatasetResult>, E> {
     let tf = H5File::open(target).map_err(EvalError::from)?;
     let sf = H5File::open(submission).map_err(EvalError::from)?;
@@ -58,15 +59,14 @@ pub(super) fn visit_files<E: From<EvalError>>(
             let fwd = t.eval_spikes_heldin_forward.is_some();
             let read_target = started.elapsed();
             let need_train = !dataset.is_dmfc() && dataset.has_behavior();
-            let s = SubmissionGroup::read(&sf, &group, need_train, fwd)?;
+            let s = Submission::read(&sf, &group, need_train, fwd)?;
             let read_submission = started.elapsed() - read_target;
-            let metrics =
-                evaluate_group(dataset, &t, &s.rates()).map_err(|source| EvalError::Group {
-                    target: target.to_path_buf(),
-                    submission: submission.to_path_buf(),
-                    group: group.clone(),
-                    source: Box::new(source),
-                })?;
+            let metrics = s.evaluate(dataset, &t).map_err(|source| EvalError::Group {
+                target: target.to_path_buf(),
+                submission: submission.to_path_buf(),
+                group: group.clone(),
+                source: Box::new(source),
+            })?;
             tracing::debug!(
                 ?read_target,
                 ?read_submission,
@@ -113,92 +113,6 @@ fn read3(
             },
         )
     })
-}
-
-/// Reads a held-in/held-out pair of `[trials, T, neurons]` arrays as one f64 array with the
-/// held-out neurons after the held-in ones, as the evaluator scores them.
-///
-/// Submissions are f32; widening row by row straight into the joined array touches each byte of
-/// the ~0.5 GB a full-size mc_maze submission becomes exactly once, which on this scale is most
-/// of the cost of reading it.
-fn read_joined(
-    file: &H5File,
-    group: &str,
-    hi_key: &str,
-    ho_key: &str,
-) -> Result<(Array3<f64>, usize), EvalError> {
-    let read = |key: &str| -> Result<(Floats, [usize; 3]), EvalError> {
-        let a = file.read_floats(&format!("{group}/{key}"))?;
-        match *a.shape() {
-            [n, t, k] => Ok((a, [n, t, k])),
-            ref shape => Err(in_file(
-                file,
-                group,
-                GroupError::Rank {
-                    key: Key::submission(key),
-                    ndim: shape.len(),
-                    shape: shape.to_vec(),
-                    expected: 3,
-                },
-            )),
-        }
-    };
-    let (hi, [n, t, n_in]) = read(hi_key)?;
-    let (ho, [n_ho, t_ho, n_out]) = read(ho_key)?;
-    if (n, t) != (n_ho, t_ho) {
-        return Err(in_file(
-            file,
-            group,
-            GroupError::Shape {
-                key: Key::submission(ho_key),
-                shape: vec![n_ho, t_ho, n_out],
-                other: Key::submission(hi_key),
-                other_shape: vec![n, t, n_in],
-            },
-        ));
-    }
-    let mut joined = Vec::with_capacity(n * t * (n_in + n_out));
-    advise_huge_pages(&joined);
-    for row in 0..n * t {
-        extend_row(&mut joined, &hi, row, n_in);
-        extend_row(&mut joined, &ho, row, n_out);
-    }
-    let joined = Array3::from_shape_vec((n, t, n_in + n_out), joined).expect("sized above");
-    Ok((joined, n_in))
-}
-
-/// Asks Linux to back the (not yet touched) buffer with 2 MiB pages: a full-size submission is
-/// half a gigabyte, and faulting it in 4 KiB at a time costs more than filling it.
-fn advise_huge_pages(v: &Vec<f64>) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
-        let end = start + v.capacity() * std::mem::size_of::<f64>();
-        let (lo, hi) = ((start + HUGE - 1) & !(HUGE - 1), end & !(HUGE - 1));
-        if hi > lo {
-            // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE is only
-            // a hint and changes no contents.
-            unsafe {
-                libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-}
-
-/// Appends row `row` (of `width` values) of a flat array, widened to f64.
-fn extend_row(out: &mut Vec<f64>, a: &Floats, row: usize, width: usize) {
-    let range = row * width..(row + 1) * width;
-    match a {
-        Floats::F32(a) => out.extend(
-            a.as_slice().expect("read arrays are contiguous")[range]
-                .iter()
-                .map(|&v| f64::from(v)),
-        ),
-        Floats::F64(a) => {
-            out.extend_from_slice(&a.as_slice().expect("read arrays are contiguous")[range])
-        }
-    }
 }
 
 fn read_opt(file: &H5File, group: &str, key: &str) -> Result<Option<ArrayD<f64>>, EvalError> {
@@ -320,20 +234,63 @@ impl TargetGroup {
     }
 }
 
-/// A submission group read from file, with held-in and held-out rates joined on the neuron axis.
+/// A submission group's rate arrays (`A`: one `[trials, T, neurons]` array) as the file stores
+/// them: held-in and held-out apart.
 #[derive(Debug, Clone)]
-pub struct SubmissionGroup {
-    /// Number of held-in neurons: where `eval_rates_heldout` begins on the last axis.
-    pub n_heldin: usize,
-    /// `eval_rates_heldin ‖ eval_rates_heldout`.
-    pub eval: Array3<f64>,
-    /// `train_rates_heldin ‖ train_rates_heldout`, if read.
-    pub train: Option<Array3<f64>>,
-    /// `eval_rates_heldin_forward ‖ eval_rates_heldout_forward`, if read.
-    pub eval_forward: Option<Array3<f64>>,
+pub struct SubmissionGroup<A = Array3<f64>> {
+    /// `eval_rates_heldin`, `eval_rates_heldout`.
+    pub eval: [A; 2],
+    /// `train_rates_heldin`, `train_rates_heldout`, if read.
+    pub train: Option<[A; 2]>,
+    /// `eval_rates_heldin_forward`, `eval_rates_heldout_forward`, if read.
+    pub eval_forward: Option<[A; 2]>,
 }
 
-impl SubmissionGroup {
+impl<A> SubmissionGroup<A> {
+    fn map<B>(self, f: impl Fn(A) -> B) -> SubmissionGroup<B> {
+        let f = &f;
+        let both = |[hi, ho]: [A; 2]| [f(hi), f(ho)];
+        SubmissionGroup {
+            eval: both(self.eval),
+            train: self.train.map(both),
+            eval_forward: self.eval_forward.map(both),
+        }
+    }
+
+    fn arrays(&self) -> impl Iterator<Item = &A> {
+        self.eval
+            .iter()
+            .chain(self.train.iter().flatten())
+            .chain(self.eval_forward.iter().flatten())
+    }
+}
+
+impl<R: Rate> SubmissionGroup<Array3<R>> {
+    /// Views for [`evaluate_group`].
+    pub fn rates(&self) -> GroupRates<'_, R> {
+        fn pair<R: Rate>([hi, ho]: &[Array3<R>; 2]) -> RatePair<'_, R> {
+            RatePair::of(hi, ho)
+        }
+        GroupRates {
+            eval: pair(&self.eval),
+            train: self.train.as_ref().map(pair),
+            eval_forward: self.eval_forward.as_ref().map(pair),
+        }
+    }
+}
+
+/// A submission group in the precision it was written.
+///
+/// Submissions are float32 (nlb_tools and `langevin submit` write them so) and are scored as
+/// read, each value widened as it is used; a file holding any other float type is widened to f64
+/// whole, which is exact.
+#[derive(Debug, Clone)]
+pub enum Submission {
+    F32(SubmissionGroup<Array3<f32>>),
+    F64(SubmissionGroup<Array3<f64>>),
+}
+
+impl Submission {
     /// Reads the rate arrays of `group`. Eval rates are always required, training rates when
     /// `need_train` (every dataset but dmfc_rsg), and forward rates are read when the submission
     /// has `eval_rates_heldin_forward` and `target_has_forward`, as the reference does.
@@ -343,60 +300,87 @@ impl SubmissionGroup {
         need_train: bool,
         target_has_forward: bool,
     ) -> Result<Self, EvalError> {
-        let pair = |prefix: &str, suffix: &str| -> Result<(Array3<f64>, usize), EvalError> {
-            read_joined(
-                file,
-                group,
-                &format!("{prefix}_heldin{suffix}"),
-                &format!("{prefix}_heldout{suffix}"),
-            )
+        let pair = |prefix: &str, suffix: &str| -> Result<[Floats3; 2], EvalError> {
+            Ok([
+                read_floats3(file, group, &format!("{prefix}_heldin{suffix}"))?,
+                read_floats3(file, group, &format!("{prefix}_heldout{suffix}"))?,
+            ])
         };
-        let (eval, n_heldin) = pair("eval_rates", "")?;
-        let same_heldin = |arr: (Array3<f64>, usize), key: &str| {
-            if arr.1 == n_heldin {
-                Ok(arr.0)
-            } else {
-                Err(in_file(
-                    file,
-                    group,
-                    GroupError::Shape {
-                        key: Key::submission(key),
-                        shape: vec![arr.0.len_of(Axis(0)), arr.0.len_of(Axis(1)), arr.1],
-                        other: Key::submission("eval_rates_heldin"),
-                        other_shape: vec![eval.len_of(Axis(0)), eval.len_of(Axis(1)), n_heldin],
-                    },
-                ))
-            }
-        };
-        let train = if need_train {
-            Some(same_heldin(pair("train_rates", "")?, "train_rates_heldin")?)
-        } else {
-            None
-        };
+        let eval = pair("eval_rates", "")?;
+        let train = need_train.then(|| pair("train_rates", "")).transpose()?;
         let has_fwd = file.has(&format!("{group}/eval_rates_heldin_forward"));
-        let eval_forward = if has_fwd && target_has_forward {
-            Some(same_heldin(
-                pair("eval_rates", "_forward")?,
-                "eval_rates_heldin_forward",
-            )?)
-        } else {
-            None
-        };
-        Ok(Self {
-            n_heldin,
+        let eval_forward = (has_fwd && target_has_forward)
+            .then(|| pair("eval_rates", "_forward"))
+            .transpose()?;
+        let stored = SubmissionGroup {
             eval,
             train,
             eval_forward,
+        };
+        let all_f32 = stored.arrays().all(|a| matches!(a, Floats3::F32(_)));
+        Ok(if all_f32 {
+            Submission::F32(stored.map(|a| match a {
+                Floats3::F32(a) => a,
+                Floats3::F64(_) => unreachable!("all arrays are f32"),
+            }))
+        } else {
+            Submission::F64(stored.map(|a| match a {
+                Floats3::F32(a) => a.mapv(f64::from),
+                Floats3::F64(a) => a,
+            }))
         })
     }
 
-    /// Views for [`evaluate_group`].
-    pub fn rates(&self) -> GroupRates<'_> {
-        GroupRates {
-            n_heldin: self.n_heldin,
-            eval: self.eval.view(),
-            train: self.train.as_ref().map(|a| a.view()),
-            eval_forward: self.eval_forward.as_ref().map(|a| a.view()),
+    /// Scores this group with [`evaluate_group`] in its stored precision.
+    pub fn evaluate(&self, dataset: Dataset, target: &TargetGroup) -> Result<Metrics, GroupError> {
+        match self {
+            Submission::F32(g) => evaluate_group(dataset, target, &g.rates()),
+            Submission::F64(g) => evaluate_group(dataset, target, &g.rates()),
+        }
+    }
+
+    /// The rates widened to f64 (exact).
+    pub fn into_f64(self) -> SubmissionGroup {
+        match self {
+            Submission::F32(g) => g.map(|a| a.mapv(f64::from)),
+            Submission::F64(g) => g,
+        }
+    }
+}
+
+/// A `[trials, T, neurons]` float array as stored.
+#[derive(Debug, Clone)]
+enum Floats3 {
+    F32(Array3<f32>),
+    F64(Array3<f64>),
+}
+
+fn read_floats3(file: &H5File, group: &str, key: &str) -> Result<Floats3, EvalError> {
+    let a = file.read_floats(&format!("{group}/{key}"))?;
+    let rank_err = |shape: &[usize]| {
+        in_file(
+            file,
+            group,
+            GroupError::Rank {
+                key: Key::submission(key),
+                ndim: shape.len(),
+                shape: shape.to_vec(),
+                expected: 3,
+            },
+        )
+    };
+    match a {
+        Floats::F32(a) => {
+            let shape = a.shape().to_vec();
+            a.into_dimensionality::<Ix3>()
+                .map(Floats3::F32)
+                .map_err(|_| rank_err(&shape))
+        }
+        Floats::F64(a) => {
+            let shape = a.shape().to_vec();
+            a.into_dimensionality::<Ix3>()
+                .map(Floats3::F64)
+                .map_err(|_| rank_err(&shape))
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Scoring one dataset group (one dataset at one bin width) from in-memory arrays.
 
-use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
+use ndarray::{Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
 
 use super::error::{GroupError, Key, MetricError};
 use super::metrics::{bits_per_spike, fp_bps, psth_r2, tp_corr, ZERO_RATE};
+use super::rates::{Rate, RatePair};
 use super::ridge::{velocity_r2, DecodeSplit};
 
 /// The evaluator's datasets are the NLB datasets; the evaluation-specific facts (scaling
@@ -36,20 +37,33 @@ pub struct TargetGroup {
     pub eval_spikes_heldout_forward: Option<Array3<f64>>,
 }
 
-/// Predicted rates for one group, held-in and held-out neurons side by side on the last axis.
+/// Predicted rates for one group, each set as a held-in/held-out [`RatePair`].
 ///
-/// Side by side is how a model produces them (one readout over all neurons), so training can pass
-/// views of its own output without copying.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupRates<'a> {
-    /// Where the held-out neurons begin on the last axis.
-    pub n_heldin: usize,
+/// A model's side-by-side output splits into pairs without copying ([`RatePair::split`]), and a
+/// submission file's separate f32 arrays are borrowed as they were read.
+#[derive(Debug)]
+pub struct GroupRates<'a, R = f64> {
     /// `[eval trials, T, neurons]`.
-    pub eval: ArrayView3<'a, f64>,
+    pub eval: RatePair<'a, R>,
     /// `[train trials, T, neurons]`; required except for dmfc_rsg and lorenz (no vel R2).
-    pub train: Option<ArrayView3<'a, f64>>,
+    pub train: Option<RatePair<'a, R>>,
     /// `[eval trials, forward bins, neurons]`; fp-bps is scored only when present.
-    pub eval_forward: Option<ArrayView3<'a, f64>>,
+    pub eval_forward: Option<RatePair<'a, R>>,
+}
+
+impl<R> Clone for GroupRates<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R> Copy for GroupRates<'_, R> {}
+
+impl<R: Rate> GroupRates<'_, R> {
+    /// Where the held-out neurons begin in the joined neuron order.
+    pub fn n_heldin(&self) -> usize {
+        self.eval.n_heldin()
+    }
 }
 
 /// The metrics of one group; `None` where the dataset or the inputs do not define one.
@@ -85,48 +99,105 @@ impl Metrics {
 /// One quirk of the reference is reproduced on purpose: its co-bps step turns exact zeros of the
 /// held-out eval rates into 1e-9 *in place* whenever the held-out spikes hold no NaN, and the
 /// altered rates then feed vel R2, tp corr and PSTH R2.
-pub fn evaluate_group(
+pub fn evaluate_group<R: Rate>(
     dataset: Dataset,
     target: &TargetGroup,
-    rates: &GroupRates<'_>,
+    rates: &GroupRates<'_, R>,
 ) -> Result<Metrics, GroupError> {
     let spikes = target.eval_spikes_heldout.view();
-    let eval = rates.eval;
-    let nh = rates.n_heldin;
-    let (n_eval, t_len, n_all) = eval.dim();
-    let (_, _, n_out) = spikes.dim();
-    let heldout_shape = [n_eval, t_len, n_all.saturating_sub(nh)];
-    if nh > n_all || heldout_shape[..] != spikes.shape()[..] {
+    let heldout = rates.eval.heldout;
+    if heldout.shape() != spikes.shape() {
         return Err(GroupError::Shape {
             key: Key::submission("eval_rates_heldout"),
-            shape: heldout_shape.to_vec(),
+            shape: heldout.shape().to_vec(),
             other: Key::target("eval_spikes_heldout"),
             other_shape: spikes.shape().to_vec(),
         });
     }
-
-    let heldout = eval.slice(s![.., .., nh..]);
+    check_pairs(rates)?;
     let co_bps = bits_per_spike(heldout, spikes).map_err(|e| GroupError::Metric {
         metric: "co-bps",
         key: Key::submission("eval_rates_heldout"),
         source: e,
     })?;
-    let has_zero = ndarray::Zip::from(&heldout).fold(false, |acc, &v| acc || v == 0.0);
-    let patched = (has_zero && !spikes.iter().any(|v| v.is_nan())).then(|| {
-        let mut owned = eval.to_owned();
-        owned
-            .slice_mut(s![.., .., nh..])
-            .mapv_inplace(|v| if v == 0.0 { ZERO_RATE } else { v });
-        owned
-    });
-    let eval = match &patched {
-        Some(a) => a.view(),
-        None => rates.eval.view(),
+    let zero = |v: &R| (*v).into() == 0.0;
+    let patch = heldout.iter().any(zero) && !spikes.iter().any(|v| v.is_nan());
+    let metrics = if patch {
+        let patched = heldout.mapv(|v| {
+            let v: f64 = v.into();
+            if v == 0.0 {
+                ZERO_RATE
+            } else {
+                v
+            }
+        });
+        let heldin = rates.eval.heldin.mapv(Into::<f64>::into);
+        let eval = RatePair {
+            heldin: heldin.view(),
+            heldout: patched.view(),
+        };
+        score_after_co_bps(dataset, target, rates, eval)?
+    } else {
+        score_after_co_bps(dataset, target, rates, rates.eval)?
     };
-    let mut metrics = Metrics {
-        co_bps,
-        ..Metrics::default()
-    };
+    Ok(Metrics { co_bps, ..metrics })
+}
+
+/// Every key pair's halves must cover the same trials and bins, and every set must have the eval
+/// set's held-in and held-out widths.
+fn check_pairs<R: Rate>(rates: &GroupRates<'_, R>) -> Result<(), GroupError> {
+    let sets = [
+        ("eval_rates_heldin", "eval_rates_heldout", Some(rates.eval)),
+        ("train_rates_heldin", "train_rates_heldout", rates.train),
+        (
+            "eval_rates_heldin_forward",
+            "eval_rates_heldout_forward",
+            rates.eval_forward,
+        ),
+    ];
+    for (hi_key, ho_key, pair) in sets {
+        let Some(pair) = pair else { continue };
+        if !pair.is_aligned() {
+            return Err(GroupError::Shape {
+                key: Key::submission(ho_key),
+                shape: pair.heldout.shape().to_vec(),
+                other: Key::submission(hi_key),
+                other_shape: pair.heldin.shape().to_vec(),
+            });
+        }
+        for (key, width, other_key, other) in [
+            (hi_key, pair.heldin, "eval_rates_heldin", rates.eval.heldin),
+            (
+                ho_key,
+                pair.heldout,
+                "eval_rates_heldout",
+                rates.eval.heldout,
+            ),
+        ] {
+            if width.len_of(Axis(2)) != other.len_of(Axis(2)) {
+                return Err(GroupError::Shape {
+                    key: Key::submission(key),
+                    shape: width.shape().to_vec(),
+                    other: Key::submission(other_key),
+                    other_shape: other.shape().to_vec(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every metric after co-bps, on `eval`: the eval rates after the reference's zero patch.
+fn score_after_co_bps<R: Rate, S: Rate>(
+    dataset: Dataset,
+    target: &TargetGroup,
+    rates: &GroupRates<'_, R>,
+    eval: RatePair<'_, S>,
+) -> Result<Metrics, GroupError> {
+    let spikes = target.eval_spikes_heldout.view();
+    let (n_eval, _, _) = eval.dim();
+    let eval_shape = joined_shape(&eval);
+    let mut metrics = Metrics::default();
 
     if dataset.is_dmfc() {
         let behavior = behavior_2d(target, n_eval)?;
@@ -140,7 +211,7 @@ pub fn evaluate_group(
             );
     } else if dataset.has_behavior() {
         let started = std::time::Instant::now();
-        metrics.vel_r2 = Some(vel_r2(target, rates, eval, n_out)?);
+        metrics.vel_r2 = Some(vel_r2(target, rates, eval)?);
         tracing::debug!(elapsed = ?started.elapsed(), "vel R2");
     }
 
@@ -149,7 +220,7 @@ pub fn evaluate_group(
             key: Key::target("eval_cond_idx"),
         })?;
         check_dims(
-            ("eval_rates_heldin/eval_rates_heldout", eval.shape()),
+            ("eval_rates_heldin/eval_rates_heldout", &eval_shape),
             ("psth", psth.shape()),
             &[(1, 1), (2, 2)],
         )?;
@@ -159,7 +230,7 @@ pub fn evaluate_group(
                     key: Key::target("eval_jitter"),
                     shape: vec![j.len()],
                     other: Key::submission("eval_rates_heldout"),
-                    other_shape: heldout_shape.to_vec(),
+                    other_shape: eval.heldout.shape().to_vec(),
                 });
             }
         }
@@ -181,25 +252,16 @@ pub fn evaluate_group(
             .ok_or(GroupError::Missing {
                 key: Key::target("eval_spikes_heldout_forward"),
             })?;
-        let (nf, tf, n_fwd) = fwd.dim();
-        if n_fwd != n_all {
-            return Err(GroupError::Shape {
-                key: Key::submission("eval_rates_heldin_forward/eval_rates_heldout_forward"),
-                shape: fwd.shape().to_vec(),
-                other: Key::submission("eval_rates_heldin/eval_rates_heldout"),
-                other_shape: rates.eval.shape().to_vec(),
-            });
-        }
         for (key, part, spk_key, spk) in [
             (
                 "eval_rates_heldin_forward",
-                fwd.slice(s![.., .., ..nh]),
+                fwd.heldin,
                 "eval_spikes_heldin_forward",
                 sp_in,
             ),
             (
                 "eval_rates_heldout_forward",
-                fwd.slice(s![.., .., nh..]),
+                fwd.heldout,
                 "eval_spikes_heldout_forward",
                 sp_out,
             ),
@@ -207,12 +269,13 @@ pub fn evaluate_group(
             if part.shape() != spk.shape() {
                 return Err(GroupError::Shape {
                     key: Key::submission(key),
-                    shape: vec![nf, tf, part.len_of(Axis(2))],
+                    shape: part.shape().to_vec(),
                     other: Key::target(spk_key),
                     other_shape: spk.shape().to_vec(),
                 });
             }
         }
+        let nh = fwd.n_heldin();
         let fp = fp_bps(fwd, sp_in.view(), sp_out.view()).map_err(|e| GroupError::Metric {
             metric: "fp-bps",
             key: Key::submission(forward_key(&e, nh)),
@@ -235,33 +298,26 @@ fn forward_key(e: &MetricError, nh: usize) -> &'static str {
     }
 }
 
-fn vel_r2(
+fn vel_r2<R: Rate, S: Rate>(
     target: &TargetGroup,
-    rates: &GroupRates<'_>,
-    eval: ArrayView3<'_, f64>,
-    n_out: usize,
+    rates: &GroupRates<'_, R>,
+    eval: RatePair<'_, S>,
 ) -> Result<f64, GroupError> {
     let train = rates.train.ok_or(GroupError::Missing {
         key: Key::submission("train_rates_heldin"),
     })?;
     let train_b = behavior_3d(target.train_behavior.as_ref(), "train_behavior")?;
     let eval_b = behavior_3d(target.eval_behavior.as_ref(), "eval_behavior")?;
-    let nh = rates.n_heldin;
-    if train.len_of(Axis(2)) != nh + n_out {
-        return Err(GroupError::Shape {
-            key: Key::submission("train_rates_heldin/train_rates_heldout"),
-            shape: train.shape().to_vec(),
-            other: Key::submission("eval_rates_heldin/eval_rates_heldout"),
-            other_shape: eval.shape().to_vec(),
-        });
-    }
     check_dims(
-        ("train_rates_heldin/train_rates_heldout", train.shape()),
+        (
+            "train_rates_heldin/train_rates_heldout",
+            &joined_shape(&train),
+        ),
         ("train_behavior", train_b.shape()),
         &[(0, 0), (1, 1)],
     )?;
     check_dims(
-        ("eval_rates_heldin/eval_rates_heldout", eval.shape()),
+        ("eval_rates_heldin/eval_rates_heldout", &joined_shape(&eval)),
         ("eval_behavior", eval_b.shape()),
         &[(0, 0), (1, 1)],
     )?;
@@ -291,12 +347,12 @@ fn vel_r2(
     }
     velocity_r2(
         DecodeSplit {
-            rates: train,
+            rates: train.reborrow(),
             behavior: train_b,
             decode_mask: target.train_decode_mask.as_ref().map(|m| m.view()),
         },
         DecodeSplit {
-            rates: eval,
+            rates: eval.reborrow(),
             behavior: eval_b,
             decode_mask: target.eval_decode_mask.as_ref().map(|m| m.view()),
         },
@@ -355,6 +411,12 @@ fn behavior_2d(target: &TargetGroup, n_eval: usize) -> Result<ArrayView2<'_, f64
     Ok(v)
 }
 
+/// The shape of a pair's two arrays joined on the neuron axis, as error messages name it.
+fn joined_shape<R: Rate>(pair: &RatePair<'_, R>) -> Vec<usize> {
+    let (n, t, k) = pair.dim();
+    vec![n, t, k]
+}
+
 /// Checks that axis `a` of the submission array equals axis `b` of the target array, for each pair.
 fn check_dims(
     (sub_key, sub): (&str, &[usize]),
@@ -379,7 +441,7 @@ fn check_dims(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array2, Array3};
+    use ndarray::{s, Array2, Array3};
 
     /// A small maze-like group: 6 train / 4 eval trials, T = 5, 3 held-in + 2 held-out neurons.
     fn target() -> TargetGroup {
@@ -399,6 +461,10 @@ mod tests {
         }
     }
 
+    fn pair(a: &Array3<f64>, n_heldin: usize) -> RatePair<'_> {
+        RatePair::split(a.view(), n_heldin)
+    }
+
     fn rates(n: usize, t: usize) -> Array3<f64> {
         Array3::from_shape_fn((n, t, 5), |(i, t, j)| {
             0.5 + ((i * 7 + t * 3 + j) % 5) as f64 * 0.3
@@ -409,9 +475,8 @@ mod tests {
     fn scores_without_optional_keys_leave_those_metrics_out() {
         let (train, eval) = (rates(6, 5), rates(4, 5));
         let r = GroupRates {
-            n_heldin: 3,
-            eval: eval.view(),
-            train: Some(train.view()),
+            eval: pair(&eval, 3),
+            train: Some(pair(&train, 3)),
             eval_forward: None,
         };
         let mut t = target();
@@ -424,7 +489,7 @@ mod tests {
         // Forward rates without forward spikes in the target: no fp-bps either.
         let fwd = rates(4, 2);
         let r = GroupRates {
-            eval_forward: Some(fwd.view()),
+            eval_forward: Some(pair(&fwd, 3)),
             ..r
         };
         assert!(evaluate_group(Dataset::McRtt, &t, &r)
@@ -443,8 +508,7 @@ mod tests {
     fn a_missing_needed_key_is_named() {
         let eval = rates(4, 5);
         let r = GroupRates {
-            n_heldin: 3,
-            eval: eval.view(),
+            eval: pair(&eval, 3),
             train: None,
             eval_forward: None,
         };
@@ -457,7 +521,7 @@ mod tests {
         t.eval_cond_idx = None;
         let train = rates(6, 5);
         let r = GroupRates {
-            train: Some(train.view()),
+            train: Some(pair(&train, 3)),
             ..r
         };
         let err = evaluate_group(Dataset::McMaze, &t, &r).unwrap_err();
@@ -471,9 +535,8 @@ mod tests {
     fn shape_mismatch_names_both_keys_and_shapes() {
         let (train, eval) = (rates(6, 5), rates(4, 5));
         let r = GroupRates {
-            n_heldin: 2,
-            eval: eval.view(),
-            train: Some(train.view()),
+            eval: pair(&eval, 2),
+            train: Some(pair(&train, 2)),
             eval_forward: None,
         };
         let err = evaluate_group(Dataset::McMaze, &target(), &r).unwrap_err();
@@ -484,8 +547,8 @@ mod tests {
         );
         let short_train = rates(6, 4);
         let r = GroupRates {
-            n_heldin: 3,
-            train: Some(short_train.view()),
+            eval: pair(&eval, 3),
+            train: Some(pair(&short_train, 3)),
             ..r
         };
         let msg = evaluate_group(Dataset::McMaze, &target(), &r)
@@ -500,13 +563,46 @@ mod tests {
     }
 
     #[test]
+    fn held_in_and_held_out_arrays_that_disagree_are_named() {
+        let (train, eval) = (rates(6, 5), rates(4, 5));
+        let fewer = rates(5, 5);
+        let r = GroupRates {
+            eval: pair(&eval, 3),
+            train: Some(RatePair {
+                heldin: train.slice(s![.., .., ..3]),
+                heldout: fewer.slice(s![.., .., 3..]),
+            }),
+            eval_forward: None,
+        };
+        assert_eq!(
+            evaluate_group(Dataset::McMaze, &target(), &r)
+                .unwrap_err()
+                .to_string(),
+            "submission `train_rates_heldout` has shape [5, 5, 2], which does not match \
+             submission `train_rates_heldin` with shape [6, 5, 3]"
+        );
+        let fwd = rates(4, 2);
+        let r = GroupRates {
+            train: Some(pair(&train, 3)),
+            eval_forward: Some(pair(&fwd, 2)),
+            ..r
+        };
+        assert_eq!(
+            evaluate_group(Dataset::McMaze, &target(), &r)
+                .unwrap_err()
+                .to_string(),
+            "submission `eval_rates_heldin_forward` has shape [4, 2, 2], which does not match \
+             submission `eval_rates_heldin` with shape [4, 5, 3]"
+        );
+    }
+
+    #[test]
     fn negative_heldout_rates_are_rejected_naming_the_key() {
         let (train, mut eval) = (rates(6, 5), rates(4, 5));
         eval[[1, 2, 4]] = -1.0;
         let r = GroupRates {
-            n_heldin: 3,
-            eval: eval.view(),
-            train: Some(train.view()),
+            eval: pair(&eval, 3),
+            train: Some(pair(&train, 3)),
             eval_forward: None,
         };
         let err = evaluate_group(Dataset::McMaze, &target(), &r).unwrap_err();
@@ -526,9 +622,8 @@ mod tests {
         floored.mapv_inplace(|v| if v == 0.0 { ZERO_RATE } else { v });
         let score = |e: &Array3<f64>, t: &TargetGroup| {
             let r = GroupRates {
-                n_heldin: 3,
-                eval: e.view(),
-                train: Some(train.view()),
+                eval: pair(e, 3),
+                train: Some(pair(&train, 3)),
                 eval_forward: None,
             };
             evaluate_group(Dataset::McMaze, t, &r).unwrap()
@@ -575,8 +670,7 @@ mod tests {
             0.1 + ((i * 5 + t * t + j) % 7) as f64
         });
         let r = GroupRates {
-            n_heldin: 2,
-            eval: eval.view(),
+            eval: pair(&eval, 2),
             train: None,
             eval_forward: None,
         };

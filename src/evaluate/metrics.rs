@@ -1,11 +1,13 @@
 //! The NLB metrics on in-memory arrays: Poisson likelihood, bits/spike, R², PSTH R² and tp corr.
 //!
-//! Every function takes `f64` views and leaves its inputs untouched, so a training loop can score
-//! its own predictions without writing files. Semantics follow nlb_tools' evaluator (spec §10).
+//! Every function takes views and leaves its inputs untouched, so a training loop can score its
+//! own predictions without writing files. Rates may be f32 or f64 ([`Rate`]); all arithmetic is
+//! float64, as in nlb_tools' evaluator, whose semantics these follow (spec §10).
 
 use ndarray::{ArrayView, ArrayView2, ArrayView3, Axis, Dimension, Zip};
 
 use super::error::MetricError;
+use super::rates::{Rate, RatePair};
 
 /// The rate that replaces an exact zero, so a zero prediction costs a large but finite penalty.
 pub const ZERO_RATE: f64 = 1e-9;
@@ -15,8 +17,8 @@ pub const ZERO_RATE: f64 = 1e-9;
 ///
 /// NaN spike counts mark bins outside a trial's window, so they are skipped rather than rejected;
 /// a NaN or negative rate where the count is defined is a broken prediction and is an error.
-pub fn poisson_nll<D: Dimension>(
-    rates: ArrayView<'_, f64, D>,
+pub fn poisson_nll<D: Dimension, R: Rate>(
+    rates: ArrayView<'_, R, D>,
     spikes: ArrayView<'_, f64, D>,
 ) -> Result<f64, MetricError> {
     check_same_shape("rates vs spikes", rates.shape(), spikes.shape())?;
@@ -26,6 +28,7 @@ pub fn poisson_nll<D: Dimension>(
         if n.is_nan() {
             return;
         }
+        let r: f64 = r.into();
         if r.is_nan() || r < 0.0 {
             bad = true;
             return;
@@ -45,10 +48,40 @@ pub fn poisson_nll<D: Dimension>(
 /// The null rate `λ` of each neuron (last axis) is the NaN-ignoring mean of the very spikes being
 /// scored, as in nlb_tools: the score is the gain over the best constant rate for these trials.
 /// The `lnΓ(n+1)` terms of the two likelihoods cancel and are left out of both sums.
-pub fn bits_per_spike<D: Dimension>(
-    rates: ArrayView<'_, f64, D>,
+pub fn bits_per_spike<D: Dimension, R: Rate>(
+    rates: ArrayView<'_, R, D>,
     spikes: ArrayView<'_, f64, D>,
 ) -> Result<f64, MetricError> {
+    Ok(bps_sums(rates, spikes)?.bits_per_spike())
+}
+
+/// The sums bits/spike is made of. Every term is per neuron, so the sums of two neuron groups
+/// add up to the sums of the groups joined on the neuron axis.
+#[derive(Debug, Clone, Copy, Default)]
+struct BpsSums {
+    nll_null: f64,
+    nll_model: f64,
+    spikes: f64,
+}
+
+impl BpsSums {
+    fn add(self, o: BpsSums) -> BpsSums {
+        BpsSums {
+            nll_null: self.nll_null + o.nll_null,
+            nll_model: self.nll_model + o.nll_model,
+            spikes: self.spikes + o.spikes,
+        }
+    }
+
+    fn bits_per_spike(self) -> f64 {
+        (self.nll_null - self.nll_model) / self.spikes / std::f64::consts::LN_2
+    }
+}
+
+fn bps_sums<D: Dimension, R: Rate>(
+    rates: ArrayView<'_, R, D>,
+    spikes: ArrayView<'_, f64, D>,
+) -> Result<BpsSums, MetricError> {
     check_same_shape("rates vs spikes", rates.shape(), spikes.shape())?;
     let Some(last) = spikes.ndim().checked_sub(1) else {
         return Err(MetricError::Shape {
@@ -70,19 +103,18 @@ pub fn bits_per_spike<D: Dimension>(
             }
         }
     }
-    let mut nll_null = 0.0;
-    let mut total = 0.0;
+    let mut out = BpsSums::default();
     for (&s, &c) in sums.iter().zip(&counts) {
         if c == 0 {
             continue;
         }
         let mean = s / c as f64;
         let lam = if mean == 0.0 { ZERO_RATE } else { mean };
-        nll_null += c as f64 * lam - s * lam.ln();
-        total += s;
+        out.nll_null += c as f64 * lam - s * lam.ln();
+        out.spikes += s;
     }
 
-    let (mut nll_model, mut bad) = (0.0, false);
+    let mut bad = false;
     Zip::from(rates.lanes(Axis(last)))
         .and(spikes.lanes(Axis(last)))
         .for_each(|r_lane, n_lane| {
@@ -91,6 +123,7 @@ pub fn bits_per_spike<D: Dimension>(
                 if n.is_nan() {
                     continue;
                 }
+                let r: f64 = r.into();
                 if r.is_nan() || r < 0.0 {
                     bad = true;
                     continue;
@@ -99,21 +132,21 @@ pub fn bits_per_spike<D: Dimension>(
                 // Most bins hold no spike; skip the logarithm there.
                 lane_nll += if n == 0.0 { r } else { r - n * r.ln() };
             }
-            nll_model += lane_nll;
+            out.nll_model += lane_nll;
         });
     if bad {
         return Err(first_bad_rate(&rates, &spikes));
     }
-    Ok((nll_null - nll_model) / total / std::f64::consts::LN_2)
+    Ok(out)
 }
 
 /// fp-bps: bits/spike of the forward prediction (the bins after the observed window) over all
 /// neurons, held-in then held-out, as nlb_tools scores it.
 ///
-/// `rates_forward` `[trials, F, held-in + held-out]` is a model's forward output in one piece; the
-/// target keeps the two spike groups apart, so they are joined here.
-pub fn fp_bps(
-    rates_forward: ArrayView3<'_, f64>,
+/// A bad rate's index counts held-out neurons after the held-in ones, as in the joined array the
+/// reference scores.
+pub fn fp_bps<R: Rate>(
+    rates_forward: RatePair<'_, R>,
     spikes_heldin_forward: ArrayView3<'_, f64>,
     spikes_heldout_forward: ArrayView3<'_, f64>,
 ) -> Result<f64, MetricError> {
@@ -128,15 +161,26 @@ pub fn fp_bps(
             right: b.to_vec(),
         });
     }
-    let spikes = ndarray::concatenate(Axis(2), &[spikes_heldin_forward, spikes_heldout_forward])
-        .expect("leading axes checked");
-    bits_per_spike(rates_forward, spikes.view())
+    let nh = rates_forward.n_heldin();
+    let heldin = bps_sums(rates_forward.heldin, spikes_heldin_forward)?;
+    let heldout = bps_sums(rates_forward.heldout, spikes_heldout_forward).map_err(|e| match e {
+        MetricError::NanRate { mut index } => {
+            index[2] += nh;
+            MetricError::NanRate { index }
+        }
+        MetricError::NegativeRate { mut index, value } => {
+            index[2] += nh;
+            MetricError::NegativeRate { index, value }
+        }
+        other => other,
+    })?;
+    Ok(heldin.add(heldout).bits_per_spike())
 }
 
 /// Locates the first NaN or negative rate (in logical order) for the error message; only called
 /// once the fast pass has seen one.
-fn first_bad_rate<D: Dimension>(
-    rates: &ArrayView<'_, f64, D>,
+fn first_bad_rate<D: Dimension, R: Rate>(
+    rates: &ArrayView<'_, R, D>,
     spikes: &ArrayView<'_, f64, D>,
 ) -> MetricError {
     let mut nan = None;
@@ -145,6 +189,7 @@ fn first_bad_rate<D: Dimension>(
             continue;
         }
         let index = idx.into_pattern_vec();
+        let r: f64 = r.into();
         if r.is_nan() {
             nan.get_or_insert(index);
         } else if r < 0.0 && nan.is_none() {
@@ -164,6 +209,10 @@ impl<P: ndarray::IntoDimension> PatternVec for P {
     fn into_pattern_vec(self) -> Vec<usize> {
         self.into_dimension().slice().to_vec()
     }
+}
+
+fn dim_vec((a, b, c): (usize, usize, usize)) -> Vec<usize> {
+    vec![a, b, c]
 }
 
 fn check_same_shape(what: &str, left: &[usize], right: &[usize]) -> Result<(), MetricError> {
@@ -286,16 +335,15 @@ pub fn pearson_r(x: &[f64], y: &[f64]) -> f64 {
 /// PSTH R²: how well the condition-averaged predicted rates match the true PSTHs.
 ///
 /// * `psth` `[conditions, T, neurons]`: the target PSTH; NaN in neuron 0 marks padding rows.
-/// * `eval_rates` `[trials, T, neurons]`: held-in and held-out rates side by side, in the PSTH's
-///   column order.
+/// * `eval_rates`: held-in then held-out neurons, in the PSTH's column order.
 /// * `eval_cond_idx[c]`: the eval trials of condition `c`; conditions without trials are skipped.
 /// * `eval_jitter`: per-trial shift in bins (dmfc), undone before averaging; `None` means 0.
 ///
 /// Predicted means propagate NaN (a jitter that shifts padding into a scored row is an error),
 /// while the target PSTH was built with NaN-skipping means.
-pub fn psth_r2(
+pub fn psth_r2<R: Rate>(
     psth: ArrayView3<'_, f64>,
-    eval_rates: ArrayView3<'_, f64>,
+    eval_rates: RatePair<'_, R>,
     eval_cond_idx: &[Vec<usize>],
     eval_jitter: Option<&[i64]>,
 ) -> Result<f64, MetricError> {
@@ -304,7 +352,7 @@ pub fn psth_r2(
         return Err(MetricError::Shape {
             what: "psth [conditions, T, neurons] vs eval_rates [trials, T, neurons]".into(),
             left: psth.shape().to_vec(),
-            right: eval_rates.shape().to_vec(),
+            right: dim_vec(eval_rates.dim()),
         });
     }
     if eval_cond_idx.len() != psth.len_of(Axis(0)) {
@@ -319,7 +367,7 @@ pub fn psth_r2(
             return Err(MetricError::Shape {
                 what: "eval_jitter [trials] vs eval_rates [trials, T, neurons]".into(),
                 left: vec![j.len()],
-                right: eval_rates.shape().to_vec(),
+                right: dim_vec(eval_rates.dim()),
             });
         }
     }
@@ -349,9 +397,14 @@ pub fn psth_r2(
             undefined[..lo].fill(true);
             undefined[hi..].fill(true);
             if lo < hi {
-                let (src_lo, src_hi) = ((lo as i64 - jit) as usize, (hi as i64 - jit) as usize);
-                let mut dst = mean.slice_mut(ndarray::s![lo..hi, ..]);
-                dst += &eval_rates.slice(ndarray::s![i, src_lo..src_hi, ..]);
+                let src_lo = (lo as i64 - jit) as usize;
+                for t in lo..hi {
+                    let (a, b) = eval_rates.row(i, src_lo + t - lo);
+                    let mut dst = mean.row_mut(t);
+                    for (d, &v) in dst.iter_mut().zip(a.iter().chain(b.iter())) {
+                        *d += v.into();
+                    }
+                }
             }
         }
         for (t, _) in undefined.iter().enumerate().filter(|(_, &u)| u) {
@@ -398,15 +451,15 @@ pub fn psth_r2(
 ///
 /// * `eval_spikes_heldout` `[trials, T, held-out neurons]`: only its neuron 0 is used, as the mask
 ///   of valid time bins (the NaN padding outside set→go).
-/// * `eval_rates` `[trials, T, neurons]`: all neurons, held-in then held-out.
+/// * `eval_rates`: all neurons, held-in then held-out.
 /// * `eval_behavior` `[trials, ≥5]`: columns is_eye, theta, is_short, ts, tp; all-NaN rows are
 ///   outlier trials and are ignored.
 ///
 /// Speed is the mean Euclidean norm of the rate change between consecutive valid bins. Conditions
 /// are the distinct (is_eye, theta, is_short) rows; each needs at least two trials.
-pub fn tp_corr(
+pub fn tp_corr<R: Rate>(
     eval_spikes_heldout: ArrayView3<'_, f64>,
-    eval_rates: ArrayView3<'_, f64>,
+    eval_rates: RatePair<'_, R>,
     eval_behavior: ArrayView2<'_, f64>,
 ) -> Result<f64, MetricError> {
     let (n_trials, t_len, _) = eval_rates.dim();
@@ -415,7 +468,7 @@ pub fn tp_corr(
         return Err(MetricError::Shape {
             what: "eval_spikes_heldout [trials, T, ≥1] vs eval_rates [trials, T, neurons]".into(),
             left: sp.to_vec(),
-            right: eval_rates.shape().to_vec(),
+            right: dim_vec(eval_rates.dim()),
         });
     }
     let bp = eval_behavior.shape();
@@ -423,7 +476,7 @@ pub fn tp_corr(
         return Err(MetricError::Shape {
             what: "eval_behavior [trials, ≥5] vs eval_rates [trials, T, neurons]".into(),
             left: bp.to_vec(),
-            right: eval_rates.shape().to_vec(),
+            right: dim_vec(eval_rates.dim()),
         });
     }
     let speeds: Vec<f64> = (0..n_trials)
@@ -435,11 +488,15 @@ pub fn tp_corr(
             let total: f64 = valid
                 .windows(2)
                 .map(|w| {
-                    let a = eval_rates.slice(ndarray::s![i, w[0], ..]);
-                    let b = eval_rates.slice(ndarray::s![i, w[1], ..]);
-                    a.iter()
-                        .zip(b.iter())
-                        .map(|(x, y)| (y - x) * (y - x))
+                    let (a_in, a_out) = eval_rates.row(i, w[0]);
+                    let (b_in, b_out) = eval_rates.row(i, w[1]);
+                    a_in.iter()
+                        .chain(a_out.iter())
+                        .zip(b_in.iter().chain(b_out.iter()))
+                        .map(|(&x, &y)| {
+                            let d = y.into() - x.into();
+                            d * d
+                        })
                         .sum::<f64>()
                         .sqrt()
                 })
@@ -501,6 +558,32 @@ mod tests {
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
+    }
+
+    /// Side-by-side rates as a pair, split in the middle of the neuron axis.
+    fn whole(a: &Array3<f64>) -> RatePair<'_, f64> {
+        RatePair::split(a.view(), a.shape()[2] / 2)
+    }
+
+    #[test]
+    fn fp_bps_of_the_two_groups_is_bits_per_spike_of_them_joined() {
+        let rates =
+            Array3::from_shape_fn((3, 4, 5), |(i, t, j)| 0.2 + 0.1 * ((i + t * j) % 4) as f32);
+        let spikes = Array3::from_shape_fn((3, 4, 5), |(i, t, j)| ((i * 3 + t + j) % 3) as f64);
+        let (sp_in, sp_out) = spikes.view().split_at(Axis(2), 2);
+        let got = fp_bps(RatePair::split(rates.view(), 2), sp_in, sp_out).unwrap();
+        let want = bits_per_spike(rates.view(), spikes.view()).unwrap();
+        assert!(close(got, want, 1e-14), "{got} vs {want}");
+        // A bad held-out rate is located in the joined neuron order.
+        let mut bad = rates.clone();
+        bad[[1, 2, 3]] = -1.0;
+        assert_eq!(
+            fp_bps(RatePair::split(bad.view(), 2), sp_in, sp_out),
+            Err(MetricError::NegativeRate {
+                index: vec![1, 2, 3],
+                value: -1.0
+            })
+        );
     }
 
     #[test]
@@ -661,13 +744,13 @@ mod tests {
         // Trial 0 is unjittered; trial 1 lags by one bin and has jitter −1, which moves it back.
         let rates = Array3::from_shape_vec((2, 4, 1), vec![1.0, 2.0, 3.0, 9.0, 9.0, 1.0, 2.0, 3.0])
             .unwrap();
-        let exact = psth_r2(psth.view(), rates.view(), &[vec![0, 1]], Some(&[0, -1])).unwrap();
+        let exact = psth_r2(psth.view(), whole(&rates), &[vec![0, 1]], Some(&[0, -1])).unwrap();
         assert_eq!(exact, 1.0);
         // Without undoing the jitter the fit is worse.
-        let raw = psth_r2(psth.view(), rates.view(), &[vec![0, 1]], None).unwrap();
+        let raw = psth_r2(psth.view(), whole(&rates), &[vec![0, 1]], None).unwrap();
         assert!(raw < 1.0);
         // A positive jitter shifts NaN into the first scored row: an error, as in nlb_tools.
-        let err = psth_r2(psth.view(), rates.view(), &[vec![0, 1]], Some(&[0, 1])).unwrap_err();
+        let err = psth_r2(psth.view(), whole(&rates), &[vec![0, 1]], Some(&[0, 1])).unwrap_err();
         assert_eq!(
             err,
             MetricError::NanPrediction {
@@ -680,7 +763,7 @@ mod tests {
         assert_eq!(
             psth_r2(
                 two.view(),
-                rates.view(),
+                whole(&rates),
                 &[vec![], vec![0, 1]],
                 Some(&[0, -1])
             )
@@ -688,7 +771,7 @@ mod tests {
             1.0
         );
         assert!(matches!(
-            psth_r2(psth.view(), rates.view(), &[vec![2]], None),
+            psth_r2(psth.view(), whole(&rates), &[vec![2]], None),
             Err(MetricError::TrialIndex { index: 2, .. })
         ));
     }
@@ -715,13 +798,13 @@ mod tests {
             [1.0, 0.0, 0.0, 0.0, 20.0],
             [nan, nan, nan, nan, nan],
         ];
-        let r = tp_corr(spikes.view(), rates.view(), behavior.view()).unwrap();
+        let r = tp_corr(spikes.view(), whole(&rates), behavior.view()).unwrap();
         // Condition A: speeds 1, 2 vs tp 10, 20 → +1; condition B: speeds 3, 1 vs 30, 20 → +1.
         assert_eq!(r, 1.0);
         let lone = behavior.slice(ndarray::s![..3, ..]).to_owned();
         let err = tp_corr(
             spikes.slice(ndarray::s![..3, .., ..]),
-            rates.slice(ndarray::s![..3, .., ..]),
+            whole(&rates).trials(0..3),
             lone.view(),
         )
         .unwrap_err();

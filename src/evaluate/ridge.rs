@@ -11,6 +11,7 @@ use ndarray::{s, Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 
 use super::error::MetricError;
 use super::metrics::r2_from_sums;
+use super::rates::{Rate, RatePair};
 
 /// The ridge penalties searched, `numpy.logspace(-4, 0, 9)`.
 pub fn alphas() -> [f64; 9] {
@@ -370,19 +371,19 @@ impl RidgeFit {
 
 /// The rows of one split for vel R2: every (trial, time bin) of the selected trials whose
 /// behaviour channel 0 is defined.
-struct TrialRows<'a> {
-    rates: ArrayView3<'a, f64>,
+struct TrialRows<'a, R> {
+    rates: RatePair<'a, R>,
     behavior: ArrayView3<'a, f64>,
     rows: Vec<(usize, usize)>,
     what: &'static str,
 }
 
-impl RowSource for TrialRows<'_> {
+impl<R: Rate> RowSource for TrialRows<'_, R> {
     fn n_rows(&self) -> usize {
         self.rows.len()
     }
     fn n_features(&self) -> usize {
-        self.rates.len_of(Axis(2))
+        self.rates.dim().2
     }
     fn n_outputs(&self) -> usize {
         self.behavior.len_of(Axis(2))
@@ -396,23 +397,14 @@ impl RowSource for TrialRows<'_> {
         mut y: ArrayViewMut2<'_, f64>,
     ) {
         let rows = &self.rows[start..start + x.nrows()];
-        let (_, t_len, p) = self.rates.dim();
-        // Tensors straight from a file or a model are contiguous: copy rows as plain slices.
-        let flat = self.rates.as_slice();
         for (r, &(i, t)) in rows.iter().enumerate() {
             let mut dst = x.row_mut(r);
-            match (flat, dst.as_slice_mut()) {
-                (Some(flat), Some(dst)) => {
-                    let src = &flat[(i * t_len + t) * p..][..p];
-                    for ((d, s), m) in dst.iter_mut().zip(src).zip(x_shift) {
-                        *d = s - m;
-                    }
-                }
-                _ => {
-                    let src = self.rates.slice(s![i, t, ..]);
-                    for ((d, s), m) in dst.iter_mut().zip(src.iter()).zip(x_shift) {
-                        *d = s - m;
-                    }
+            match dst.as_slice_mut() {
+                Some(dst) => self.rates.fill_row(i, t, x_shift, dst),
+                None => {
+                    let mut row = vec![0.0; x_shift.len()];
+                    self.rates.fill_row(i, t, x_shift, &mut row);
+                    dst.assign(&ndarray::aview1(&row));
                 }
             }
             for (j, m) in y_shift.iter().enumerate() {
@@ -431,9 +423,9 @@ impl RowSource for TrialRows<'_> {
 
 /// One split's inputs to [`velocity_r2`].
 #[derive(Debug, Clone, Copy)]
-pub struct DecodeSplit<'a> {
+pub struct DecodeSplit<'a, R = f64> {
     /// `[trials, T, neurons]`, held-in then held-out.
-    pub rates: ArrayView3<'a, f64>,
+    pub rates: RatePair<'a, R>,
     /// `[trials, T, C]`: the decoded signal (hand or finger velocity), NaN where undefined.
     pub behavior: ArrayView3<'a, f64>,
     /// `[trials, masks]` (area2_bump: no bump, bump): each column selects a separately scored
@@ -447,11 +439,19 @@ pub struct DecodeSplit<'a> {
 /// docs) and scored with R² on the eval split; the columns' scores are averaged. Rows whose
 /// behaviour channel 0 is NaN are dropped; NaN rates or NaN in another behaviour channel of a kept
 /// row are errors, as sklearn refuses them.
-pub fn velocity_r2(train: DecodeSplit<'_>, eval: DecodeSplit<'_>) -> Result<f64, MetricError> {
+pub fn velocity_r2<R: Rate, S: Rate>(
+    train: DecodeSplit<'_, R>,
+    eval: DecodeSplit<'_, S>,
+) -> Result<f64, MetricError> {
     check_split("train", &train)?;
     check_split("eval", &eval)?;
+    let (train_dim, eval_dim) = (train.rates.dim(), eval.rates.dim());
     for (what, a, b) in [
-        ("neurons", train.rates.shape(), eval.rates.shape()),
+        (
+            "neurons",
+            &[train_dim.0, train_dim.1, train_dim.2][..],
+            &[eval_dim.0, eval_dim.1, eval_dim.2][..],
+        ),
         (
             "behaviour channels",
             train.behavior.shape(),
@@ -499,9 +499,10 @@ pub fn velocity_r2(train: DecodeSplit<'_>, eval: DecodeSplit<'_>) -> Result<f64,
     Ok(total / train_masks.ncols() as f64)
 }
 
-fn check_split(name: &str, split: &DecodeSplit<'_>) -> Result<(), MetricError> {
-    let (r, b) = (split.rates.shape(), split.behavior.shape());
-    if r[..2] == b[..2] {
+fn check_split<R: Rate>(name: &str, split: &DecodeSplit<'_, R>) -> Result<(), MetricError> {
+    let (n, t, k) = split.rates.dim();
+    let (r, b) = (&[n, t, k][..], split.behavior.shape());
+    if split.rates.is_aligned() && r[..2] == b[..2] {
         Ok(())
     } else {
         Err(MetricError::Shape {
@@ -512,24 +513,24 @@ fn check_split(name: &str, split: &DecodeSplit<'_>) -> Result<(), MetricError> {
     }
 }
 
-fn masks(split: &DecodeSplit<'_>) -> Result<Array2<bool>, MetricError> {
-    let n = split.rates.len_of(Axis(0));
+fn masks<R: Rate>(split: &DecodeSplit<'_, R>) -> Result<Array2<bool>, MetricError> {
+    let n = split.rates.dim().0;
     match split.decode_mask {
         None => Ok(Array2::from_elem((n, 1), true)),
         Some(m) if m.nrows() == n => Ok(m.to_owned()),
         Some(m) => Err(MetricError::Shape {
             what: "decode_mask [trials, masks] vs rates [trials, T, neurons]".into(),
             left: m.shape().to_vec(),
-            right: split.rates.shape().to_vec(),
+            right: vec![n],
         }),
     }
 }
 
-fn select_rows<'a>(
-    split: &DecodeSplit<'a>,
+fn select_rows<'a, R: Rate>(
+    split: &DecodeSplit<'a, R>,
     mask: ndarray::ArrayView1<'_, bool>,
     (rates_name, behavior_name): (&'static str, &'static str),
-) -> Result<TrialRows<'a>, MetricError> {
+) -> Result<TrialRows<'a, R>, MetricError> {
     let (n, t_len, _) = split.rates.dim();
     let mut rows = Vec::new();
     for i in (0..n).filter(|&i| mask[i]) {
@@ -709,7 +710,7 @@ mod tests {
         mask: Option<&'a Array2<bool>>,
     ) -> DecodeSplit<'a> {
         DecodeSplit {
-            rates: rates.view(),
+            rates: RatePair::split(rates.view(), rates.shape()[2] / 2),
             behavior: behavior.view(),
             decode_mask: mask.map(|m| m.view()),
         }

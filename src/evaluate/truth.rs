@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use ndarray::{s, ArrayView3, Axis};
 
 use super::error::{EvalError, Key, MetricError};
-use super::files::{visit_files, SubmissionGroup};
+use super::files::{visit_files, Submission};
 use super::group::{GroupRates, TargetGroup};
 use super::metrics::{bits_per_spike, r2_from_sums};
+use super::rates::Rate;
 use super::report::DatasetResult;
 use crate::h5::H5File;
 
@@ -79,43 +80,43 @@ fn shape_err(key: String, shape: &[usize], other: String, other_shape: &[usize])
 /// layout) against the target's eval held-out spikes, whose non-NaN bins are the observed ones.
 ///
 /// Shapes are checked against the target first, naming the keys involved.
-pub fn truth_scores(
+pub fn truth_scores<R: Rate, S: Rate>(
     target: &TargetGroup,
-    rates: &GroupRates<'_>,
-    truth: &GroupRates<'_>,
+    rates: &GroupRates<'_, R>,
+    truth: &GroupRates<'_, S>,
 ) -> Result<TruthScores, TruthError> {
     let spikes = target.eval_spikes_heldout.view();
     let target_key = || Key::target("eval_spikes_heldout").to_string();
-    for (side, nh, (n, t, all)) in [
-        ("submission", rates.n_heldin, rates.eval.dim()),
-        ("truth", truth.n_heldin, truth.eval.dim()),
+    for (side, heldout) in [
+        ("submission", rates.eval.heldout.shape()),
+        ("truth", truth.eval.heldout.shape()),
     ] {
-        let heldout = [n, t, all.saturating_sub(nh)];
-        if nh > all || heldout[..] != spikes.shape()[..] {
+        if heldout != spikes.shape() {
             return Err(shape_err(
                 format!("{side} `eval_rates_heldout`"),
-                &heldout,
+                heldout,
                 target_key(),
                 spikes.shape(),
             ));
         }
     }
-    if truth.n_heldin != rates.n_heldin {
-        let held_in = |r: &GroupRates<'_>| {
-            let (n, t, _) = r.eval.dim();
-            vec![n, t, r.n_heldin]
-        };
+    let (held_in, truth_held_in) = (rates.eval.heldin.shape(), truth.eval.heldin.shape());
+    if truth_held_in != held_in {
         return Err(shape_err(
             "truth `eval_rates_heldin`".into(),
-            &held_in(truth),
+            truth_held_in,
             "submission `eval_rates_heldin`".into(),
-            &held_in(rates),
+            held_in,
         ));
     }
-    let truth_heldout = truth.eval.slice(s![.., .., truth.n_heldin..]);
-    let truth_co_bps = bits_per_spike(truth_heldout, spikes).map_err(TruthError::CoBps)?;
+    let truth_co_bps = bits_per_spike(truth.eval.heldout, spikes).map_err(TruthError::CoBps)?;
     Ok(TruthScores {
-        rate_r2: rate_r2(spikes, rates.eval, truth.eval),
+        // Only eval rates, and only with `--truth`: a joined f64 copy keeps this simple.
+        rate_r2: rate_r2(
+            spikes,
+            rates.eval.to_joined_f64().view(),
+            truth.eval.to_joined_f64().view(),
+        ),
         truth_co_bps,
     })
 }
@@ -185,13 +186,16 @@ pub fn evaluate_files_with_truth(
             scores.push(None);
             return Ok(());
         };
-        let truth_rates = SubmissionGroup::read(tf, &group, false, false)?;
-        let score = truth_scores(t, &s.rates(), &truth_rates.rates()).map_err(|source| {
-            TruthFileError::Truth {
-                file: tf.path().to_path_buf(),
-                group: group.clone(),
-                source: Box::new(source),
-            }
+        let truth_rates = Submission::read(tf, &group, false, false)?.into_f64();
+        let truth_rates = truth_rates.rates();
+        let score = match s {
+            Submission::F32(s) => truth_scores(t, &s.rates(), &truth_rates),
+            Submission::F64(s) => truth_scores(t, &s.rates(), &truth_rates),
+        }
+        .map_err(|source| TruthFileError::Truth {
+            file: tf.path().to_path_buf(),
+            group: group.clone(),
+            source: Box::new(source),
         })?;
         scores.push(Some(score));
         Ok::<(), TruthFileError>(())
@@ -210,6 +214,7 @@ pub fn evaluate_files_with_truth(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evaluate::RatePair;
     use ndarray::Array3;
 
     fn target(spikes: Array3<f64>) -> TargetGroup {
@@ -221,8 +226,7 @@ mod tests {
 
     fn rates(a: &Array3<f64>, n_heldin: usize) -> GroupRates<'_> {
         GroupRates {
-            n_heldin,
-            eval: a.view(),
+            eval: RatePair::split(a.view(), n_heldin),
             train: None,
             eval_forward: None,
         }

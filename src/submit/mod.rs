@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use ndarray::{s, Array3, Axis};
 
-use crate::evaluate::{evaluate_group, DatasetResult, GroupRates, TargetGroup};
+use crate::evaluate::{evaluate_group, DatasetResult, GroupRates, RatePair, TargetGroup};
 use crate::h5::{AtomicH5, Data, H5File};
 use crate::nlb::files::SplitFiles;
 use crate::nlb::{Phase, Split};
@@ -414,20 +414,15 @@ fn score_split(opts: &SubmitOptions, rates: &SplitRates) -> Result<DatasetResult
     let file = H5File::open(&target_path).map_err(|e| e.to_string())?;
     let group = rates.split.group();
     let target = TargetGroup::read(&file, &group).map_err(|e| e.to_string())?;
-    let joined = |a: &Array3<f32>, b: &Array3<f32>| -> Array3<f64> {
-        ndarray::concatenate(Axis(2), &[a.view(), b.view()])
-            .expect("same trials and bins")
-            .mapv(f64::from)
-    };
-    let eval = joined(&rates.eval_heldin, &rates.eval_heldout);
-    let train = joined(&rates.train_heldin, &rates.train_heldout);
-    let forward = joined(&rates.eval_heldin_forward, &rates.eval_heldout_forward);
-    let has_forward = target.eval_spikes_heldin_forward.is_some() && forward.len_of(Axis(1)) > 0;
+    let pair = RatePair::of;
+    let has_forward = target.eval_spikes_heldin_forward.is_some()
+        && rates.eval_heldin_forward.len_of(Axis(1)) > 0;
+    // The f32 values the file holds, which are what `langevin evaluate` will score.
     let group_rates = GroupRates {
-        n_heldin: rates.eval_heldin.len_of(Axis(2)),
-        eval: eval.view(),
-        train: Some(train.view()),
-        eval_forward: has_forward.then(|| forward.view()),
+        eval: pair(&rates.eval_heldin, &rates.eval_heldout),
+        train: Some(pair(&rates.train_heldin, &rates.train_heldout)),
+        eval_forward: has_forward
+            .then(|| pair(&rates.eval_heldin_forward, &rates.eval_heldout_forward)),
     };
     let metrics = evaluate_group(rates.split.dataset, &target, &group_rates)
         .map_err(|e| format!("{}: {e}", target_path.display()))?;

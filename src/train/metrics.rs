@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{to_array, to_tensor, SplitData};
 use super::TrainError;
-use crate::evaluate::{evaluate_group, GroupRates, Metrics};
+use crate::evaluate::{evaluate_group, GroupRates, Metrics, RatePair};
 use crate::model::{predict_log_rates, LangevinFlow};
 use crate::nlb::DatasetName;
 
@@ -243,11 +243,14 @@ pub fn nlb_scores<B: Backend>(
     let eval_rates = predict_rates(model, &eval.inputs, t_fwd, samples, batch, device);
     let train_rates = (!dataset.is_dmfc())
         .then(|| predict_rates(model, &data.inputs, t_fwd, samples, batch, device));
+    let nh = data.n_heldin();
     let rates = GroupRates {
-        n_heldin: data.n_heldin(),
-        eval: eval_rates.slice(s![.., ..t_obs, ..]),
-        train: train_rates.as_ref().map(|r| r.slice(s![.., ..t_obs, ..])),
-        eval_forward: (t_fwd > 0).then(|| eval_rates.slice(s![.., t_obs.., ..])),
+        eval: RatePair::split(eval_rates.slice(s![.., ..t_obs, ..]), nh),
+        train: train_rates
+            .as_ref()
+            .map(|r| RatePair::split(r.slice(s![.., ..t_obs, ..]), nh)),
+        eval_forward: (t_fwd > 0)
+            .then(|| RatePair::split(eval_rates.slice(s![.., t_obs.., ..]), nh)),
     };
     let metrics =
         evaluate_group(dataset, &eval.target, &rates).map_err(|e| TrainError::Metrics {
