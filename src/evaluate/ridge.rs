@@ -3,8 +3,9 @@
 //!
 //! The rows never live in one big matrix: they are streamed in chunks from the trial tensors, and
 //! each fold's centred Gram matrix is assembled from per-fold sums taken around a common shift.
-//! One pass over the training rows serves all five folds and the final refit; a second pass
-//! scores the nine penalties of every fold at once. Folds run on their own threads.
+//! One pass over the training rows serves all five folds, their scores and the final refit: a
+//! fold's residual sum of squares under any model follows from the fold's own centred moments
+//! (see [`score_from_sums`]), so the rows are not visited again. Folds run on their own threads.
 
 use nalgebra::{Cholesky, DMatrix};
 use ndarray::{s, Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
@@ -109,6 +110,94 @@ impl Sums {
     }
 }
 
+/// Per-output spread of a set of targets around their own mean, merged chunk by chunk with
+/// Chan's update so it needs no second pass: the denominator of R².
+#[derive(Clone)]
+struct Spread {
+    n: usize,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+    first: Option<Vec<f64>>,
+    constant: Vec<bool>,
+}
+
+impl Spread {
+    fn new(q: usize) -> Self {
+        Self {
+            n: 0,
+            mean: vec![0.0; q],
+            m2: vec![0.0; q],
+            first: None,
+            constant: vec![true; q],
+        }
+    }
+
+    fn push(&mut self, y: ArrayView2<'_, f64>) {
+        let m = y.nrows();
+        if m == 0 {
+            return;
+        }
+        let first = self.first.get_or_insert_with(|| y.row(0).to_vec());
+        for (j, (col, &first)) in y.columns().into_iter().zip(first.iter()).enumerate() {
+            let c_mean = col.sum() / m as f64;
+            let c_m2: f64 = col.iter().map(|v| (v - c_mean) * (v - c_mean)).sum();
+            self.constant[j] &= col.iter().all(|&v| v == first);
+            let total = (self.n + m) as f64;
+            let delta = c_mean - self.mean[j];
+            self.mean[j] += delta * m as f64 / total;
+            self.m2[j] += c_m2 + delta * delta * self.n as f64 * m as f64 / total;
+        }
+        self.n += m;
+    }
+
+    /// R²'s denominator for output `j`: exactly zero for a constant output, as sklearn has it.
+    fn ss_tot(&self, j: usize) -> f64 {
+        if self.constant[j] {
+            0.0
+        } else {
+            self.m2[j]
+        }
+    }
+}
+
+/// R² (uniform over outputs) of each model on the rows summarised by `test` and `spread`,
+/// without visiting the rows.
+///
+/// With the rows' own means `x̄`, `ȳ` and centred moments `Cxx`, `Cxy`, the residual of output
+/// `j` under `ŷ = x·w + b` splits into a centred part and the mean residual
+/// `e = ȳ − x̄·w − b`, whose cross terms vanish:
+/// `Σ(y − ŷ)² = Σ(y − ȳ)² − 2·wᵀCxy + wᵀCxx·w + n·e²`.
+/// Only outputs that vary are scored this way; the caller scores constant ones on the rows,
+/// where sklearn's exact-zero conventions apply.
+fn score_from_sums(test: &Sums, spread: &Spread, models: &[Model]) -> Vec<f64> {
+    if test.n < 2 {
+        return vec![f64::NAN; models.len()];
+    }
+    let n = test.n as f64;
+    let mx = &test.x / n;
+    let my = &test.y / n;
+    let cxx = &test.xx - &(outer(&mx, &mx) * n);
+    let cxy = &test.xy - &(outer(&mx, &my) * n);
+    let q = my.len();
+    models
+        .iter()
+        .map(|(w, b)| {
+            let cw = cxx.dot(w);
+            let e = &my - &w.t().dot(&mx) - b;
+            (0..q)
+                .map(|j| {
+                    let wj = w.column(j);
+                    let ss_res = spread.m2[j] - 2.0 * wj.dot(&cxy.column(j))
+                        + wj.dot(&cw.column(j))
+                        + n * e[j] * e[j];
+                    r2_from_sums(ss_res.max(0.0), spread.ss_tot(j))
+                })
+                .sum::<f64>()
+                / q as f64
+        })
+        .collect()
+}
+
 fn outer(a: &Array1<f64>, b: &Array1<f64>) -> Array2<f64> {
     Array2::from_shape_fn((a.len(), b.len()), |(i, j)| a[i] * b[j])
 }
@@ -172,18 +261,21 @@ fn for_chunks(
     Ok(())
 }
 
+/// The sums and the target spread of rows `bounds`, in one pass.
 fn fold_sums(
     src: &dyn RowSource,
     bounds: (usize, usize),
     shifts: (&[f64], &[f64]),
-) -> Result<Sums, MetricError> {
+) -> Result<(Sums, Spread), MetricError> {
     let mut sums = Sums::zeros(src.n_features(), src.n_outputs());
+    let mut spread = Spread::new(src.n_outputs());
     for_chunks(src, bounds, shifts, true, |x, y| {
         sums.n += x.nrows();
         add_gram_upper(x, &mut sums.xx);
         ndarray::linalg::general_mat_mul(1.0, &x.t(), &y, 1.0, &mut sums.xy);
         sums.x += &x.sum_axis(Axis(0));
         sums.y += &y.sum_axis(Axis(0));
+        spread.push(y);
     })?;
     let p = sums.xx.nrows();
     for i in 0..p {
@@ -191,7 +283,7 @@ fn fold_sums(
             sums.xx[[i, j]] = sums.xx[[j, i]];
         }
     }
-    Ok(sums)
+    Ok((sums, spread))
 }
 
 /// Adds the upper block triangle of `xᵀx` to `g`: the Gram matrix is symmetric, and skipping the
@@ -229,9 +321,7 @@ fn score_models(
     let intercept = ndarray::concatenate(Axis(0), &views).expect("1-D intercepts");
     let mut pred = Array2::<f64>::zeros((CHUNK, coef.ncols()));
     let mut ss_res = vec![0.0; coef.ncols()];
-    let (mut n, mut mean, mut m2) = (0usize, vec![0.0; q], vec![0.0; q]);
-    let mut first: Option<Vec<f64>> = None;
-    let mut constant = vec![true; q];
+    let mut spread = Spread::new(q);
     for_chunks(src, bounds, shifts, check, |x, y| {
         let m = x.nrows();
         let mut out = pred.slice_mut(s![..m, ..]);
@@ -243,27 +333,16 @@ fn score_models(
                 *res += d * d;
             }
         }
-        let first = first.get_or_insert_with(|| y.row(0).to_vec());
-        for j in 0..q {
-            let col = y.column(j);
-            let c_mean = col.sum() / m as f64;
-            let c_m2: f64 = col.iter().map(|v| (v - c_mean) * (v - c_mean)).sum();
-            constant[j] &= col.iter().all(|&v| v == first[j]);
-            let total = (n + m) as f64;
-            let delta = c_mean - mean[j];
-            mean[j] += delta * m as f64 / total;
-            m2[j] += c_m2 + delta * delta * n as f64 * m as f64 / total;
-        }
-        n += m;
+        spread.push(y);
     })?;
-    if n < 2 {
+    if spread.n < 2 {
         return Ok(vec![f64::NAN; models.len()]);
     }
     Ok(ss_res
         .chunks(q)
         .map(|res| {
             (0..q)
-                .map(|j| r2_from_sums(res[j], if constant[j] { 0.0 } else { m2[j] }))
+                .map(|j| r2_from_sums(res[j], spread.ss_tot(j)))
                 .sum::<f64>()
                 / q as f64
         })
@@ -319,15 +398,21 @@ pub(crate) fn fit_ridge_cv(src: &dyn RowSource, alphas: &[f64]) -> Result<RidgeF
     };
     let shifts = (x_shift.as_slice(), y_shift.as_slice());
     let bounds = fold_bounds(n, N_FOLDS);
-    let sums = per_fold(&bounds, |_, b| fold_sums(src, b, shifts))?;
+    let folds = per_fold(&bounds, |_, b| fold_sums(src, b, shifts))?;
     let fold_scores = per_fold(&bounds, |k, b| {
         let mut train = Sums::zeros(p, q);
-        for (j, s) in sums.iter().enumerate() {
+        for (j, (s, _)) in folds.iter().enumerate() {
             if j != k {
                 train.add(s);
             }
         }
-        score_models(src, b, shifts, &train.solve(alphas), false)
+        let models = train.solve(alphas);
+        let (test, spread) = &folds[k];
+        if spread.constant.iter().any(|&c| c) {
+            score_models(src, b, shifts, &models, false)
+        } else {
+            Ok(score_from_sums(test, spread, &models))
+        }
     })?;
     let mean_scores: Vec<f64> = (0..alphas.len())
         .map(|a| fold_scores.iter().map(|s| s[a]).sum::<f64>() / N_FOLDS as f64)
@@ -340,7 +425,7 @@ pub(crate) fn fit_ridge_cv(src: &dyn RowSource, alphas: &[f64]) -> Result<RidgeF
         }
     }
     let mut all = Sums::zeros(p, q);
-    for s in &sums {
+    for (s, _) in &folds {
         all.add(s);
     }
     let model = all
@@ -670,6 +755,33 @@ mod tests {
             let pred = xs.dot(coef) + b;
             let want = super::super::metrics::r2_score(ys.view(), pred.view());
             assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
+
+    /// A fold's scores from its sums equal the scores of its materialised predictions, for
+    /// well-fitting and badly-fitting models alike, on data far from the shift.
+    #[test]
+    fn scores_from_sums_match_scores_on_the_rows() {
+        let n = 2 * CHUNK + 77;
+        let x = Array2::from_shape_fn((n, 4), |(i, j)| {
+            ((i * (j + 2)) % 17) as f64 * 0.3 + j as f64 + 0.01 * (i % 5) as f64
+        });
+        let y = Array2::from_shape_fn((n, 2), |(i, j)| {
+            x[[i, 0]] * (j as f64 + 1.0) - x[[i, 2]] + 0.05 * ((i * 7) % 5) as f64 + 40.0
+        });
+        let src = Dense { x, y };
+        let shifts = (vec![1.0, 2.0, 3.0, 4.0], vec![30.0, 55.0]);
+        let (sums, spread) = fold_sums(&src, (0, n), (&shifts.0, &shifts.1)).unwrap();
+        let mut models = sums.solve(&alphas());
+        models.push((
+            Array2::from_elem((4, 2), 0.7),
+            Array1::from_vec(vec![3.0, -2.0]),
+        ));
+        let want = score_models(&src, (0, n), (&shifts.0, &shifts.1), &models, true).unwrap();
+        let got = score_from_sums(&sums, &spread, &models);
+        assert!(want[0] > 0.99 && want[models.len() - 1] < 0.0, "{want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
         }
     }
 
