@@ -188,102 +188,140 @@ fn check_pairs<R: Rate>(rates: &GroupRates<'_, R>) -> Result<(), GroupError> {
 }
 
 /// Every metric after co-bps, on `eval`: the eval rates after the reference's zero patch.
+///
+/// The behaviour metric (vel R2's cross-validated decoder is most of the work) runs on its own
+/// thread while PSTH R2 and fp-bps run on this one; errors are reported in the order the
+/// reference would meet them.
 fn score_after_co_bps<R: Rate, S: Rate>(
     dataset: Dataset,
     target: &TargetGroup,
     rates: &GroupRates<'_, R>,
     eval: RatePair<'_, S>,
 ) -> Result<Metrics, GroupError> {
-    let spikes = target.eval_spikes_heldout.view();
-    let (n_eval, _, _) = eval.dim();
-    let eval_shape = joined_shape(&eval);
-    let mut metrics = Metrics::default();
+    let (behaviour, psth, fp) = std::thread::scope(|scope| {
+        let behaviour = scope.spawn(|| behaviour_metric(dataset, target, rates, eval));
+        let psth = psth_metric(target, eval);
+        let fp = forward_metric(target, rates);
+        let behaviour = behaviour.join().expect("behaviour metric worker panicked");
+        (behaviour, psth, fp)
+    });
+    let (tp_corr, vel_r2) = behaviour?;
+    Ok(Metrics {
+        co_bps: f64::NAN,
+        tp_corr,
+        vel_r2,
+        psth_r2: psth?,
+        fp_bps: fp?,
+    })
+}
 
+/// `(tp corr, vel R2)`: whichever the dataset defines.
+fn behaviour_metric<R: Rate, S: Rate>(
+    dataset: Dataset,
+    target: &TargetGroup,
+    rates: &GroupRates<'_, R>,
+    eval: RatePair<'_, S>,
+) -> Result<(Option<f64>, Option<f64>), GroupError> {
     if dataset.is_dmfc() {
-        let behavior = behavior_2d(target, n_eval)?;
-        metrics.tp_corr =
-            Some(
-                tp_corr(spikes, eval, behavior).map_err(|e| GroupError::Metric {
-                    metric: "tp corr",
-                    key: Key::submission("eval_rates_heldin/eval_rates_heldout"),
-                    source: e,
-                })?,
-            );
+        let behavior = behavior_2d(target, eval.dim().0)?;
+        let r = tp_corr(target.eval_spikes_heldout.view(), eval, behavior).map_err(|e| {
+            GroupError::Metric {
+                metric: "tp corr",
+                key: Key::submission("eval_rates_heldin/eval_rates_heldout"),
+                source: e,
+            }
+        })?;
+        Ok((Some(r), None))
     } else if dataset.has_behavior() {
         let started = std::time::Instant::now();
-        metrics.vel_r2 = Some(vel_r2(target, rates, eval)?);
+        let r2 = vel_r2(target, rates, eval)?;
         tracing::debug!(elapsed = ?started.elapsed(), "vel R2");
+        Ok((None, Some(r2)))
+    } else {
+        Ok((None, None))
     }
+}
 
-    if let Some(psth) = &target.psth {
-        let cond_idx = target.eval_cond_idx.as_ref().ok_or(GroupError::Missing {
-            key: Key::target("eval_cond_idx"),
+/// PSTH R2, when the target has PSTHs.
+fn psth_metric<S: Rate>(
+    target: &TargetGroup,
+    eval: RatePair<'_, S>,
+) -> Result<Option<f64>, GroupError> {
+    let Some(psth) = &target.psth else {
+        return Ok(None);
+    };
+    let cond_idx = target.eval_cond_idx.as_ref().ok_or(GroupError::Missing {
+        key: Key::target("eval_cond_idx"),
+    })?;
+    check_dims(
+        ("eval_rates_heldin/eval_rates_heldout", &joined_shape(&eval)),
+        ("psth", psth.shape()),
+        &[(1, 1), (2, 2)],
+    )?;
+    if let Some(j) = &target.eval_jitter {
+        if j.len() != eval.dim().0 {
+            return Err(GroupError::Shape {
+                key: Key::target("eval_jitter"),
+                shape: vec![j.len()],
+                other: Key::submission("eval_rates_heldout"),
+                other_shape: eval.heldout.shape().to_vec(),
+            });
+        }
+    }
+    psth_r2(psth.view(), eval, cond_idx, target.eval_jitter.as_deref())
+        .map(Some)
+        .map_err(|e| GroupError::Metric {
+            metric: "psth R2",
+            key: Key::submission("eval_rates_heldin/eval_rates_heldout"),
+            source: e,
+        })
+}
+
+/// fp-bps, when both the submission and the target have forward data.
+fn forward_metric<R: Rate>(
+    target: &TargetGroup,
+    rates: &GroupRates<'_, R>,
+) -> Result<Option<f64>, GroupError> {
+    let (Some(fwd), Some(sp_in)) = (rates.eval_forward, &target.eval_spikes_heldin_forward) else {
+        return Ok(None);
+    };
+    let sp_out = target
+        .eval_spikes_heldout_forward
+        .as_ref()
+        .ok_or(GroupError::Missing {
+            key: Key::target("eval_spikes_heldout_forward"),
         })?;
-        check_dims(
-            ("eval_rates_heldin/eval_rates_heldout", &eval_shape),
-            ("psth", psth.shape()),
-            &[(1, 1), (2, 2)],
-        )?;
-        if let Some(j) = &target.eval_jitter {
-            if j.len() != n_eval {
-                return Err(GroupError::Shape {
-                    key: Key::target("eval_jitter"),
-                    shape: vec![j.len()],
-                    other: Key::submission("eval_rates_heldout"),
-                    other_shape: eval.heldout.shape().to_vec(),
-                });
-            }
+    for (key, part, spk_key, spk) in [
+        (
+            "eval_rates_heldin_forward",
+            fwd.heldin,
+            "eval_spikes_heldin_forward",
+            sp_in,
+        ),
+        (
+            "eval_rates_heldout_forward",
+            fwd.heldout,
+            "eval_spikes_heldout_forward",
+            sp_out,
+        ),
+    ] {
+        if part.shape() != spk.shape() {
+            return Err(GroupError::Shape {
+                key: Key::submission(key),
+                shape: part.shape().to_vec(),
+                other: Key::target(spk_key),
+                other_shape: spk.shape().to_vec(),
+            });
         }
-        let r2 =
-            psth_r2(psth.view(), eval, cond_idx, target.eval_jitter.as_deref()).map_err(|e| {
-                GroupError::Metric {
-                    metric: "psth R2",
-                    key: Key::submission("eval_rates_heldin/eval_rates_heldout"),
-                    source: e,
-                }
-            })?;
-        metrics.psth_r2 = Some(r2);
     }
-
-    if let (Some(fwd), Some(sp_in)) = (rates.eval_forward, &target.eval_spikes_heldin_forward) {
-        let sp_out = target
-            .eval_spikes_heldout_forward
-            .as_ref()
-            .ok_or(GroupError::Missing {
-                key: Key::target("eval_spikes_heldout_forward"),
-            })?;
-        for (key, part, spk_key, spk) in [
-            (
-                "eval_rates_heldin_forward",
-                fwd.heldin,
-                "eval_spikes_heldin_forward",
-                sp_in,
-            ),
-            (
-                "eval_rates_heldout_forward",
-                fwd.heldout,
-                "eval_spikes_heldout_forward",
-                sp_out,
-            ),
-        ] {
-            if part.shape() != spk.shape() {
-                return Err(GroupError::Shape {
-                    key: Key::submission(key),
-                    shape: part.shape().to_vec(),
-                    other: Key::target(spk_key),
-                    other_shape: spk.shape().to_vec(),
-                });
-            }
-        }
-        let nh = fwd.n_heldin();
-        let fp = fp_bps(fwd, sp_in.view(), sp_out.view()).map_err(|e| GroupError::Metric {
+    let nh = fwd.n_heldin();
+    fp_bps(fwd, sp_in.view(), sp_out.view())
+        .map(Some)
+        .map_err(|e| GroupError::Metric {
             metric: "fp-bps",
             key: Key::submission(forward_key(&e, nh)),
             source: e,
-        })?;
-        metrics.fp_bps = Some(fp);
-    }
-    Ok(metrics)
+        })
 }
 
 /// Which forward key a bad-rate index points into (the arrays are scored concatenated).
