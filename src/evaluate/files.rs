@@ -5,9 +5,13 @@ use std::path::Path;
 use ndarray::{Array2, Array3, ArrayD, Axis, Ix3};
 
 use super::error::{EvalError, GroupError, Key, MetricError};
-use super::group::{evaluate_group, Dataset, GroupRates, Metrics, TargetGroup};
+use super::group::{
+    evaluate_group, evaluate_group_with_decoder, fit_group_decoder, Dataset, GroupRates, Metrics,
+    TargetGroup,
+};
 use super::rates::{Rate, RatePair};
 use super::report::DatasetResult;
+use super::ridge::VelocityDecoder;
 use crate::h5::{Floats, H5File};
 
 /// The bin widths the reference evaluator looks for, in its order (suffix `''`, then `_20`).
@@ -55,24 +59,25 @@ pub(super) fn visit_files<E: From<EvalError>>(
                 continue;
             }
             let started = std::time::Instant::now();
-            let t = TargetGroup::read(&tf, &group)?;
-            let fwd = t.eval_spikes_heldin_forward.is_some();
-            let read_target = started.elapsed();
-            let need_train = !dataset.is_dmfc() && dataset.has_behavior();
-            let s = Submission::read(&sf, &group, need_train, fwd)?;
-            let read_submission = started.elapsed() - read_target;
-            let metrics = s.evaluate(dataset, &t).map_err(|source| EvalError::Group {
+            let in_group = |source: GroupError| EvalError::Group {
                 target: target.to_path_buf(),
                 submission: submission.to_path_buf(),
                 group: group.clone(),
                 source: Box::new(source),
-            })?;
-            tracing::debug!(
-                ?read_target,
-                ?read_submission,
-                scoring = ?(started.elapsed() - read_target - read_submission),
-                "{group} evaluated"
-            );
+            };
+            let (t, s, metrics) = if !dataset.is_dmfc() && dataset.has_behavior() {
+                score_fitting_while_reading(&tf, &sf, dataset, &group).map_err(|e| match e {
+                    Failure::Read(e) => e,
+                    Failure::Score(e) => in_group(e),
+                })?
+            } else {
+                let t = TargetGroup::read(&tf, &group)?;
+                let fwd = t.eval_spikes_heldin_forward.is_some();
+                let s = Submission::read(&sf, &group, false, fwd)?;
+                let metrics = s.evaluate(dataset, &t).map_err(in_group)?;
+                (t, s, metrics)
+            };
+            tracing::debug!(elapsed = ?started.elapsed(), "{group} evaluated");
             let result = DatasetResult {
                 dataset,
                 bin_ms,
@@ -83,6 +88,70 @@ pub(super) fn visit_files<E: From<EvalError>>(
         }
     }
     Ok(results)
+}
+
+/// Why a group could not be scored: a file problem (already naming the file) or a scoring one.
+enum Failure {
+    Read(EvalError),
+    Score(GroupError),
+}
+
+impl From<EvalError> for Failure {
+    fn from(e: EvalError) -> Self {
+        Failure::Read(e)
+    }
+}
+
+/// Scores a group with vel R2, fitting its decoders on a second thread from the training data,
+/// which is read first, while this thread reads the eval data and the rest of the target (mostly
+/// gzip inflation). Errors come in the order of a plain read-then-score.
+fn score_fitting_while_reading(
+    tf: &H5File,
+    sf: &H5File,
+    dataset: Dataset,
+    group: &str,
+) -> Result<(TargetGroup, Submission, Metrics), Failure> {
+    let decoding = TargetGroup::read_decoding(tf, group)?;
+    let train = [
+        read_floats3(sf, group, "train_rates_heldin")?,
+        read_floats3(sf, group, "train_rates_heldout")?,
+    ];
+    let (read, decoder) = std::thread::scope(|scope| {
+        let fit = scope.spawn(|| fit_decoder(&decoding, &train));
+        let read = || -> Result<_, EvalError> {
+            let t = TargetGroup::read_scoring(tf, group)?;
+            let fwd = t.eval_spikes_heldin_forward.is_some();
+            let s = Submission::read(sf, group, false, fwd)?;
+            Ok((t, s))
+        };
+        let read = read();
+        let decoder = fit.join().expect("decoder fitting panicked");
+        (read, decoder)
+    });
+    let (t, s) = read?;
+    let t = TargetGroup {
+        train_behavior: decoding.train_behavior,
+        train_decode_mask: decoding.train_decode_mask,
+        ..t
+    };
+    let decoder = decoder.map_err(Failure::Score)?;
+    let metrics = s
+        .evaluate_with_decoder(dataset, &t, &decoder)
+        .map_err(Failure::Score)?;
+    Ok((t, s, metrics))
+}
+
+fn fit_decoder(
+    target: &TargetGroup,
+    [hi, ho]: &[Floats3; 2],
+) -> Result<VelocityDecoder, GroupError> {
+    match (hi, ho) {
+        (Floats3::F32(hi), Floats3::F32(ho)) => fit_group_decoder(target, RatePair::of(hi, ho)),
+        _ => {
+            let (hi, ho) = (hi.to_f64(), ho.to_f64());
+            fit_group_decoder(target, RatePair::of(&hi, &ho))
+        }
+    }
 }
 
 fn in_file(file: &H5File, group: &str, source: GroupError) -> EvalError {
@@ -205,6 +274,25 @@ impl TargetGroup {
     /// Only `eval_spikes_heldout` is required here; what else a dataset needs is checked when it
     /// is scored, so a training loop can load a target once and score against it repeatedly.
     pub fn read(file: &H5File, group: &str) -> Result<Self, EvalError> {
+        let decoding = Self::read_decoding(file, group)?;
+        Ok(Self {
+            train_behavior: decoding.train_behavior,
+            train_decode_mask: decoding.train_decode_mask,
+            ..Self::read_scoring(file, group)?
+        })
+    }
+
+    /// Only what fitting vel R2's decoders reads: `train_behavior` and `train_decode_mask`.
+    fn read_decoding(file: &H5File, group: &str) -> Result<Self, EvalError> {
+        Ok(Self {
+            train_behavior: read_opt(file, group, "train_behavior")?,
+            train_decode_mask: read_mask(file, group, "train_decode_mask")?,
+            ..Self::default()
+        })
+    }
+
+    /// Everything but what [`Self::read_decoding`] reads.
+    fn read_scoring(file: &H5File, group: &str) -> Result<Self, EvalError> {
         let eval_spikes_heldout = read3(file, group, "eval_spikes_heldout", Key::target)?;
         let n_trials = eval_spikes_heldout.len_of(Axis(0));
         let opt3 = |key: &str| -> Result<Option<Array3<f64>>, EvalError> {
@@ -216,9 +304,9 @@ impl TargetGroup {
         };
         let jitter_name = format!("{group}/eval_jitter");
         Ok(Self {
-            train_behavior: read_opt(file, group, "train_behavior")?,
+            train_behavior: None,
             eval_behavior: read_opt(file, group, "eval_behavior")?,
-            train_decode_mask: read_mask(file, group, "train_decode_mask")?,
+            train_decode_mask: None,
             eval_decode_mask: read_mask(file, group, "eval_decode_mask")?,
             psth: opt3("psth")?,
             eval_cond_idx: read_cond_idx(file, group, n_trials)?,
@@ -339,6 +427,19 @@ impl Submission {
         }
     }
 
+    /// Scores this group with [`evaluate_group_with_decoder`] in its stored precision.
+    pub fn evaluate_with_decoder(
+        &self,
+        dataset: Dataset,
+        target: &TargetGroup,
+        decoder: &VelocityDecoder,
+    ) -> Result<Metrics, GroupError> {
+        match self {
+            Submission::F32(g) => evaluate_group_with_decoder(dataset, target, &g.rates(), decoder),
+            Submission::F64(g) => evaluate_group_with_decoder(dataset, target, &g.rates(), decoder),
+        }
+    }
+
     /// The rates widened to f64 (exact).
     pub fn into_f64(self) -> SubmissionGroup {
         match self {
@@ -353,6 +454,15 @@ impl Submission {
 enum Floats3 {
     F32(Array3<f32>),
     F64(Array3<f64>),
+}
+
+impl Floats3 {
+    fn to_f64(&self) -> std::borrow::Cow<'_, Array3<f64>> {
+        match self {
+            Floats3::F32(a) => std::borrow::Cow::Owned(a.mapv(f64::from)),
+            Floats3::F64(a) => std::borrow::Cow::Borrowed(a),
+        }
+    }
 }
 
 fn read_floats3(file: &H5File, group: &str, key: &str) -> Result<Floats3, EvalError> {

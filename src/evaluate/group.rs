@@ -5,7 +5,7 @@ use ndarray::{Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
 use super::error::{GroupError, Key, MetricError};
 use super::metrics::{bits_per_spike, fp_bps, psth_r2, tp_corr, ZERO_RATE};
 use super::rates::{Rate, RatePair};
-use super::ridge::{velocity_r2, DecodeSplit};
+use super::ridge::{DecodeSplit, VelocityDecoder};
 
 /// The evaluator's datasets are the NLB datasets; the evaluation-specific facts (scaling
 /// prefixes, dmfc's tp corr, group names per bin width) live on [`DatasetName`] too.
@@ -104,6 +104,26 @@ pub fn evaluate_group<R: Rate>(
     target: &TargetGroup,
     rates: &GroupRates<'_, R>,
 ) -> Result<Metrics, GroupError> {
+    evaluate(dataset, target, rates, None)
+}
+
+/// [`evaluate_group`] with vel R2's decoders already fitted by [`fit_group_decoder`]; the
+/// training rates in `rates` are then not needed.
+pub fn evaluate_group_with_decoder<R: Rate>(
+    dataset: Dataset,
+    target: &TargetGroup,
+    rates: &GroupRates<'_, R>,
+    decoder: &VelocityDecoder,
+) -> Result<Metrics, GroupError> {
+    evaluate(dataset, target, rates, Some(decoder))
+}
+
+fn evaluate<R: Rate>(
+    dataset: Dataset,
+    target: &TargetGroup,
+    rates: &GroupRates<'_, R>,
+    decoder: Option<&VelocityDecoder>,
+) -> Result<Metrics, GroupError> {
     let spikes = target.eval_spikes_heldout.view();
     let heldout = rates.eval.heldout;
     if heldout.shape() != spikes.shape() {
@@ -136,9 +156,9 @@ pub fn evaluate_group<R: Rate>(
             heldin: heldin.view(),
             heldout: patched.view(),
         };
-        score_after_co_bps(dataset, target, rates, eval)?
+        score_after_co_bps(dataset, target, rates, eval, decoder)?
     } else {
-        score_after_co_bps(dataset, target, rates, rates.eval)?
+        score_after_co_bps(dataset, target, rates, rates.eval, decoder)?
     };
     Ok(Metrics { co_bps, ..metrics })
 }
@@ -197,9 +217,10 @@ fn score_after_co_bps<R: Rate, S: Rate>(
     target: &TargetGroup,
     rates: &GroupRates<'_, R>,
     eval: RatePair<'_, S>,
+    decoder: Option<&VelocityDecoder>,
 ) -> Result<Metrics, GroupError> {
     let (behaviour, psth, fp) = std::thread::scope(|scope| {
-        let behaviour = scope.spawn(|| behaviour_metric(dataset, target, rates, eval));
+        let behaviour = scope.spawn(|| behaviour_metric(dataset, target, rates, eval, decoder));
         let psth = psth_metric(target, eval);
         let fp = forward_metric(target, rates);
         let behaviour = behaviour.join().expect("behaviour metric worker panicked");
@@ -221,6 +242,7 @@ fn behaviour_metric<R: Rate, S: Rate>(
     target: &TargetGroup,
     rates: &GroupRates<'_, R>,
     eval: RatePair<'_, S>,
+    decoder: Option<&VelocityDecoder>,
 ) -> Result<(Option<f64>, Option<f64>), GroupError> {
     if dataset.is_dmfc() {
         let behavior = behavior_2d(target, eval.dim().0)?;
@@ -234,7 +256,18 @@ fn behaviour_metric<R: Rate, S: Rate>(
         Ok((Some(r), None))
     } else if dataset.has_behavior() {
         let started = std::time::Instant::now();
-        let r2 = vel_r2(target, rates, eval)?;
+        let fitted;
+        let decoder = match decoder {
+            Some(d) => d,
+            None => {
+                let train = rates.train.ok_or(GroupError::Missing {
+                    key: Key::submission("train_rates_heldin"),
+                })?;
+                fitted = fit_group_decoder(target, train)?;
+                &fitted
+            }
+        };
+        let r2 = vel_r2(target, decoder, eval)?;
         tracing::debug!(elapsed = ?started.elapsed(), "vel R2");
         Ok((None, Some(r2)))
     } else {
@@ -336,66 +369,80 @@ fn forward_key(e: &MetricError, nh: usize) -> &'static str {
     }
 }
 
-fn vel_r2<R: Rate, S: Rate>(
+/// vel R2's decoders for one group, fitted on its training rates against the target's
+/// `train_behavior` (and `train_decode_mask`): the expensive half of vel R2, which needs nothing
+/// from the eval split. Pass the result to [`evaluate_group_with_decoder`].
+pub fn fit_group_decoder<R: Rate>(
     target: &TargetGroup,
-    rates: &GroupRates<'_, R>,
+    train: RatePair<'_, R>,
+) -> Result<VelocityDecoder, GroupError> {
+    let behavior = behavior_3d(target.train_behavior.as_ref(), "train_behavior")?;
+    let decode_mask = target.train_decode_mask.as_ref().map(|m| m.view());
+    check_decode_split(
+        ("train_rates_heldin", "train_rates_heldout"),
+        ("train_behavior", "train_decode_mask"),
+        &train,
+        behavior,
+        decode_mask,
+    )?;
+    VelocityDecoder::fit(DecodeSplit {
+        rates: train.reborrow(),
+        behavior,
+        decode_mask,
+    })
+    .map_err(vel_r2_error)
+}
+
+fn vel_r2<S: Rate>(
+    target: &TargetGroup,
+    decoder: &VelocityDecoder,
     eval: RatePair<'_, S>,
 ) -> Result<f64, GroupError> {
-    let train = rates.train.ok_or(GroupError::Missing {
-        key: Key::submission("train_rates_heldin"),
-    })?;
-    let train_b = behavior_3d(target.train_behavior.as_ref(), "train_behavior")?;
-    let eval_b = behavior_3d(target.eval_behavior.as_ref(), "eval_behavior")?;
-    check_dims(
-        (
-            "train_rates_heldin/train_rates_heldout",
-            &joined_shape(&train),
-        ),
-        ("train_behavior", train_b.shape()),
-        &[(0, 0), (1, 1)],
+    let behavior = behavior_3d(target.eval_behavior.as_ref(), "eval_behavior")?;
+    let decode_mask = target.eval_decode_mask.as_ref().map(|m| m.view());
+    check_decode_split(
+        ("eval_rates_heldin", "eval_rates_heldout"),
+        ("eval_behavior", "eval_decode_mask"),
+        &eval,
+        behavior,
+        decode_mask,
     )?;
-    check_dims(
-        ("eval_rates_heldin/eval_rates_heldout", &joined_shape(&eval)),
-        ("eval_behavior", eval_b.shape()),
-        &[(0, 0), (1, 1)],
-    )?;
-    let masks = [
-        (
-            "train_decode_mask",
-            &target.train_decode_mask,
-            train.dim().0,
-        ),
-        ("eval_decode_mask", &target.eval_decode_mask, eval.dim().0),
-    ];
-    for (key, mask, n) in masks {
-        if let Some(m) = mask {
-            if m.nrows() != n {
-                return Err(GroupError::Shape {
-                    key: Key::target(key),
-                    shape: m.shape().to_vec(),
-                    other: Key::submission(if key.starts_with("train") {
-                        "train_rates_heldin"
-                    } else {
-                        "eval_rates_heldin"
-                    }),
-                    other_shape: vec![n],
-                });
-            }
-        }
-    }
-    velocity_r2(
-        DecodeSplit {
-            rates: train.reborrow(),
-            behavior: train_b,
-            decode_mask: target.train_decode_mask.as_ref().map(|m| m.view()),
-        },
-        DecodeSplit {
+    decoder
+        .score(DecodeSplit {
             rates: eval.reborrow(),
-            behavior: eval_b,
-            decode_mask: target.eval_decode_mask.as_ref().map(|m| m.view()),
-        },
-    )
-    .map_err(|e| GroupError::Metric {
+            behavior,
+            decode_mask,
+        })
+        .map_err(vel_r2_error)
+}
+
+/// Rates, behaviour and decode mask of one split must agree on trials (and bins), naming the
+/// keys if not.
+fn check_decode_split<R: Rate>(
+    (hi_key, ho_key): (&str, &str),
+    (behavior_key, mask_key): (&'static str, &'static str),
+    rates: &RatePair<'_, R>,
+    behavior: ArrayView3<'_, f64>,
+    decode_mask: Option<ArrayView2<'_, bool>>,
+) -> Result<(), GroupError> {
+    check_dims(
+        (&format!("{hi_key}/{ho_key}"), &joined_shape(rates)),
+        (behavior_key, behavior.shape()),
+        &[(0, 0), (1, 1)],
+    )?;
+    match decode_mask {
+        Some(m) if m.nrows() != rates.dim().0 => Err(GroupError::Shape {
+            key: Key::target(mask_key),
+            shape: m.shape().to_vec(),
+            other: Key::submission(hi_key),
+            other_shape: vec![rates.dim().0],
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn vel_r2_error(e: MetricError) -> GroupError {
+    GroupError::Metric {
         metric: "vel R2",
         key: Key::submission(match &e {
             MetricError::NonFinite { what, .. } if what.starts_with("train") => {
@@ -404,7 +451,7 @@ fn vel_r2<R: Rate, S: Rate>(
             _ => "eval_rates_heldin/eval_rates_heldout",
         }),
         source: e,
-    })
+    }
 }
 
 fn behavior_3d<'a>(

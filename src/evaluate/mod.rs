@@ -27,11 +27,14 @@ mod truth;
 
 pub use error::{EvalError, GroupError, Key, MetricError, Side};
 pub use files::{evaluate_files, Submission, SubmissionGroup, BIN_WIDTHS};
-pub use group::{evaluate_group, Dataset, GroupRates, Metrics, TargetGroup};
+pub use group::{
+    evaluate_group, evaluate_group_with_decoder, fit_group_decoder, Dataset, GroupRates, Metrics,
+    TargetGroup,
+};
 pub use metrics::{
     bits_per_spike, fp_bps, pearson_r, poisson_nll, psth_r2, r2_score, tp_corr, ZERO_RATE,
 };
 pub use rates::{Rate, RatePair};
 pub use report::{format_table, format_table_with_truth, DatasetResult, Report};
-pub use ridge::{alphas, velocity_r2, DecodeSplit, N_FOLDS};
+pub use ridge::{alphas, velocity_r2, DecodeSplit, VelocityDecoder, N_FOLDS};
 pub use truth::{evaluate_files_with_truth, truth_scores, TruthError, TruthFileError, TruthScores};

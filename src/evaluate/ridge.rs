@@ -528,60 +528,94 @@ pub fn velocity_r2<R: Rate, S: Rate>(
     train: DecodeSplit<'_, R>,
     eval: DecodeSplit<'_, S>,
 ) -> Result<f64, MetricError> {
-    check_split("train", &train)?;
     check_split("eval", &eval)?;
-    let (train_dim, eval_dim) = (train.rates.dim(), eval.rates.dim());
-    for (what, a, b) in [
-        (
-            "neurons",
-            &[train_dim.0, train_dim.1, train_dim.2][..],
-            &[eval_dim.0, eval_dim.1, eval_dim.2][..],
-        ),
-        (
-            "behaviour channels",
-            train.behavior.shape(),
-            eval.behavior.shape(),
-        ),
-    ] {
-        if a[2] != b[2] {
+    VelocityDecoder::fit(train)?.score(eval)
+}
+
+/// vel R2's decoders, fitted on a training split: one per decode-mask column.
+///
+/// Fitting is nearly all of vel R2's cost and needs only training data, so it is its own step: a
+/// caller reading files can fit while it reads the eval data and the rest of the target.
+#[derive(Debug, Clone)]
+pub struct VelocityDecoder {
+    fits: Vec<RidgeFit>,
+    /// `[trials, T, neurons]` and `[trials, T, C]` of the training split, for the shape checks
+    /// against an eval split.
+    rates_shape: [usize; 3],
+    behavior_shape: Vec<usize>,
+    mask_shape: Vec<usize>,
+}
+
+impl VelocityDecoder {
+    /// Grid-searches one ridge decoder per decode-mask column of `train` (see the module docs).
+    pub fn fit<R: Rate>(train: DecodeSplit<'_, R>) -> Result<Self, MetricError> {
+        check_split("train", &train)?;
+        let train_masks = masks(&train)?;
+        let alphas = alphas();
+        let fits = (0..train_masks.ncols())
+            .map(|c| {
+                let rows = select_rows(
+                    &train,
+                    train_masks.column(c),
+                    ("train rates", "train behavior"),
+                )?;
+                fit_ridge_cv(&rows, &alphas)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (n, t, k) = train.rates.dim();
+        Ok(Self {
+            fits,
+            rates_shape: [n, t, k],
+            behavior_shape: train.behavior.shape().to_vec(),
+            mask_shape: train_masks.shape().to_vec(),
+        })
+    }
+
+    /// vel R2 on `eval`: each decoder's R² on its mask column's rows, averaged over the columns.
+    pub fn score<S: Rate>(&self, eval: DecodeSplit<'_, S>) -> Result<f64, MetricError> {
+        check_split("eval", &eval)?;
+        let (n, t, k) = eval.rates.dim();
+        for (what, a, b) in [
+            ("neurons", &self.rates_shape[..], &[n, t, k][..]),
+            (
+                "behaviour channels",
+                &self.behavior_shape[..],
+                eval.behavior.shape(),
+            ),
+        ] {
+            if a[2] != b[2] {
+                return Err(MetricError::Shape {
+                    what: format!("train vs eval {what}"),
+                    left: a.to_vec(),
+                    right: b.to_vec(),
+                });
+            }
+        }
+        let eval_masks = masks(&eval)?;
+        if self.fits.len() != eval_masks.ncols() {
             return Err(MetricError::Shape {
-                what: format!("train vs eval {what}"),
-                left: a.to_vec(),
-                right: b.to_vec(),
+                what: "train vs eval decode_mask columns".into(),
+                left: self.mask_shape.clone(),
+                right: eval_masks.shape().to_vec(),
             });
         }
-    }
-    let train_masks = masks(&train)?;
-    let eval_masks = masks(&eval)?;
-    if train_masks.ncols() != eval_masks.ncols() {
-        return Err(MetricError::Shape {
-            what: "train vs eval decode_mask columns".into(),
-            left: train_masks.shape().to_vec(),
-            right: eval_masks.shape().to_vec(),
-        });
-    }
-    let alphas = alphas();
-    let mut total = 0.0;
-    for c in 0..train_masks.ncols() {
-        let train_rows = select_rows(
-            &train,
-            train_masks.column(c),
-            ("train rates", "train behavior"),
-        )?;
-        let eval_rows = select_rows(&eval, eval_masks.column(c), ("eval rates", "eval behavior"))?;
-        if eval_rows.n_rows() == 0 {
-            return Err(MetricError::TooFewRows {
-                what: "vel R2 eval rows",
-                n: 0,
-                need: 1,
-            });
+        let mut total = 0.0;
+        for (c, fit) in self.fits.iter().enumerate() {
+            let eval_rows =
+                select_rows(&eval, eval_masks.column(c), ("eval rates", "eval behavior"))?;
+            if eval_rows.n_rows() == 0 {
+                return Err(MetricError::TooFewRows {
+                    what: "vel R2 eval rows",
+                    n: 0,
+                    need: 1,
+                });
+            }
+            let score = fit.score(&eval_rows)?;
+            tracing::debug!(mask = c, alpha = fit.alpha, score, "vel R2 decoder");
+            total += score;
         }
-        let fit = fit_ridge_cv(&train_rows, &alphas)?;
-        let score = fit.score(&eval_rows)?;
-        tracing::debug!(mask = c, alpha = fit.alpha, score, "vel R2 decoder");
-        total += score;
+        Ok(total / self.fits.len() as f64)
     }
-    Ok(total / train_masks.ncols() as f64)
 }
 
 fn check_split<R: Rate>(name: &str, split: &DecodeSplit<'_, R>) -> Result<(), MetricError> {
