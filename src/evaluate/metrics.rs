@@ -306,6 +306,56 @@ pub(crate) fn r2_from_sums(ss_res: f64, ss_tot: f64) -> f64 {
     }
 }
 
+/// Per-output spread of a set of targets around their own mean, merged chunk by chunk with
+/// Chan's update so it needs no second pass: the denominator of R².
+#[derive(Clone)]
+pub(crate) struct Spread {
+    pub(crate) n: usize,
+    mean: Vec<f64>,
+    pub(crate) m2: Vec<f64>,
+    first: Option<Vec<f64>>,
+    pub(crate) constant: Vec<bool>,
+}
+
+impl Spread {
+    pub(crate) fn new(q: usize) -> Self {
+        Self {
+            n: 0,
+            mean: vec![0.0; q],
+            m2: vec![0.0; q],
+            first: None,
+            constant: vec![true; q],
+        }
+    }
+
+    pub(crate) fn push(&mut self, y: ArrayView2<'_, f64>) {
+        let m = y.nrows();
+        if m == 0 {
+            return;
+        }
+        let first = self.first.get_or_insert_with(|| y.row(0).to_vec());
+        for (j, (col, &first)) in y.columns().into_iter().zip(first.iter()).enumerate() {
+            let c_mean = col.sum() / m as f64;
+            let c_m2: f64 = col.iter().map(|v| (v - c_mean) * (v - c_mean)).sum();
+            self.constant[j] &= col.iter().all(|&v| v == first);
+            let total = (self.n + m) as f64;
+            let delta = c_mean - self.mean[j];
+            self.mean[j] += delta * m as f64 / total;
+            self.m2[j] += c_m2 + delta * delta * self.n as f64 * m as f64 / total;
+        }
+        self.n += m;
+    }
+
+    /// R²'s denominator for output `j`: exactly zero for a constant output, as sklearn has it.
+    pub(crate) fn ss_tot(&self, j: usize) -> f64 {
+        if self.constant[j] {
+            0.0
+        } else {
+            self.m2[j]
+        }
+    }
+}
+
 /// Pearson's r with scipy 1.7 `pearsonr` conventions: NaN if either input is constant, the sign
 /// product for two points, and the result clipped to [−1, 1].
 ///
@@ -371,8 +421,11 @@ pub fn psth_r2<R: Rate>(
             });
         }
     }
-    let mut truth: Vec<f64> = Vec::new();
-    let mut pred: Vec<f64> = Vec::new();
+    // r2_score over the stacked (condition, bin) rows, accumulated condition by condition
+    // instead of stacking: the residuals directly, the truth's spread merged block by block.
+    let mut spread = Spread::new(n_neurons);
+    let mut ss_res = vec![0.0; n_neurons];
+    let mut truth = ndarray::Array2::<f64>::zeros((t_len, n_neurons));
     let mut mean = ndarray::Array2::<f64>::zeros((t_len, n_neurons));
     let mut undefined = vec![false; t_len];
     for (c, trials) in eval_cond_idx.iter().enumerate() {
@@ -399,11 +452,11 @@ pub fn psth_r2<R: Rate>(
             if lo < hi {
                 let src_lo = (lo as i64 - jit) as usize;
                 for t in lo..hi {
-                    let (a, b) = eval_rates.row(i, src_lo + t - lo);
                     let mut dst = mean.row_mut(t);
-                    for (d, &v) in dst.iter_mut().zip(a.iter().chain(b.iter())) {
-                        *d += v.into();
-                    }
+                    let dst = dst
+                        .as_slice_mut()
+                        .expect("a fresh array's rows are contiguous");
+                    eval_rates.add_row_to(i, src_lo + t - lo, dst);
                 }
             }
         }
@@ -411,6 +464,7 @@ pub fn psth_r2<R: Rate>(
             mean.row_mut(t).fill(f64::NAN);
         }
         mean /= trials.len() as f64;
+        let mut rows = 0;
         for t in 0..t_len {
             let target_row = psth.slice(ndarray::s![c, t, ..]);
             if target_row[0].is_nan() {
@@ -429,21 +483,28 @@ pub fn psth_r2<R: Rate>(
                     bin: t,
                 });
             }
-            truth.extend(target_row.iter());
-            pred.extend(pred_row.iter());
+            for ((res, &a), &b) in ss_res.iter_mut().zip(&target_row).zip(&pred_row) {
+                *res += (a - b) * (a - b);
+            }
+            truth.row_mut(rows).assign(&target_row);
+            rows += 1;
         }
+        spread.push(truth.slice(ndarray::s![..rows, ..]));
     }
-    if truth.is_empty() {
+    if spread.n == 0 {
         return Err(MetricError::TooFewRows {
             what: "psth R2 (PSTH rows of conditions with eval trials)",
             n: 0,
             need: 1,
         });
     }
-    let rows = truth.len() / n_neurons;
-    let truth = ArrayView2::from_shape((rows, n_neurons), &truth).expect("rows × neurons");
-    let pred = ArrayView2::from_shape((rows, n_neurons), &pred).expect("rows × neurons");
-    Ok(r2_score(truth, pred))
+    if spread.n < 2 || n_neurons == 0 {
+        return Ok(f64::NAN);
+    }
+    Ok((0..n_neurons)
+        .map(|j| r2_from_sums(ss_res[j], spread.ss_tot(j)))
+        .sum::<f64>()
+        / n_neurons as f64)
 }
 
 /// tp corr (dmfc_rsg): the mean over conditions of the correlation between a trial's neural speed

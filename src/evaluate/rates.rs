@@ -102,6 +102,14 @@ impl<'a, R: Rate> RatePair<'a, R> {
         widen_into(b, sb, db);
     }
 
+    /// Adds row `(i, t)` (held-in then held-out), widened, to `dst`.
+    pub(crate) fn add_row_to(&self, i: usize, t: usize, dst: &mut [f64]) {
+        let (a, b) = self.row(i, t);
+        let (da, db) = dst.split_at_mut(a.len());
+        add_into(a, da);
+        add_into(b, db);
+    }
+
     /// An owned float64 copy, both halves joined: `[trials, T, held-in + held-out]`.
     pub fn to_joined_f64(&self) -> Array3<f64> {
         let (n, t, k) = self.dim();
@@ -113,6 +121,21 @@ impl<'a, R: Rate> RatePair<'a, R> {
                 self.heldout[[i, b, j - nh]].into()
             }
         })
+    }
+}
+
+fn add_into<R: Rate>(src: ArrayView1<'_, R>, dst: &mut [f64]) {
+    match src.as_slice() {
+        Some(src) => {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d += v.into();
+            }
+        }
+        None => {
+            for (d, &v) in dst.iter_mut().zip(src.iter()) {
+                *d += v.into();
+            }
+        }
     }
 }
 
@@ -147,6 +170,8 @@ mod tests {
         let mut row = [0.0; 5];
         pair.fill_row(1, 2, &[1.0; 5], &mut row);
         assert_eq!(row, [119.0, 120.0, 121.0, 122.0, 123.0]);
+        pair.add_row_to(0, 0, &mut row);
+        assert_eq!(row, [119.0, 121.0, 123.0, 125.0, 127.0]);
         assert_eq!(pair.to_joined_f64(), a.mapv(f64::from));
         assert_eq!(pair.trials(1..2).heldout, a.slice(s![1..2, .., 2..]));
     }

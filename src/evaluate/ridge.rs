@@ -11,7 +11,7 @@ use nalgebra::{Cholesky, DMatrix};
 use ndarray::{s, Array1, Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 
 use super::error::MetricError;
-use super::metrics::r2_from_sums;
+use super::metrics::{r2_from_sums, Spread};
 use super::rates::{Rate, RatePair};
 
 /// The ridge penalties searched, `numpy.logspace(-4, 0, 9)`.
@@ -107,56 +107,6 @@ impl Sums {
                 (coef, intercept)
             })
             .collect()
-    }
-}
-
-/// Per-output spread of a set of targets around their own mean, merged chunk by chunk with
-/// Chan's update so it needs no second pass: the denominator of R².
-#[derive(Clone)]
-struct Spread {
-    n: usize,
-    mean: Vec<f64>,
-    m2: Vec<f64>,
-    first: Option<Vec<f64>>,
-    constant: Vec<bool>,
-}
-
-impl Spread {
-    fn new(q: usize) -> Self {
-        Self {
-            n: 0,
-            mean: vec![0.0; q],
-            m2: vec![0.0; q],
-            first: None,
-            constant: vec![true; q],
-        }
-    }
-
-    fn push(&mut self, y: ArrayView2<'_, f64>) {
-        let m = y.nrows();
-        if m == 0 {
-            return;
-        }
-        let first = self.first.get_or_insert_with(|| y.row(0).to_vec());
-        for (j, (col, &first)) in y.columns().into_iter().zip(first.iter()).enumerate() {
-            let c_mean = col.sum() / m as f64;
-            let c_m2: f64 = col.iter().map(|v| (v - c_mean) * (v - c_mean)).sum();
-            self.constant[j] &= col.iter().all(|&v| v == first);
-            let total = (self.n + m) as f64;
-            let delta = c_mean - self.mean[j];
-            self.mean[j] += delta * m as f64 / total;
-            self.m2[j] += c_m2 + delta * delta * self.n as f64 * m as f64 / total;
-        }
-        self.n += m;
-    }
-
-    /// R²'s denominator for output `j`: exactly zero for a constant output, as sklearn has it.
-    fn ss_tot(&self, j: usize) -> f64 {
-        if self.constant[j] {
-            0.0
-        } else {
-            self.m2[j]
-        }
     }
 }
 
