@@ -7,6 +7,9 @@
 //! Reads accept any stored float width (f16, f32, f64) and any integer width; writes use the dtypes
 //! of the current nlb_tools: float32, int32, HDF5 boolean enums, vlen int32 lists, gzip level 4.
 
+#[cfg(unix)]
+mod chunks;
+
 use std::path::{Path, PathBuf};
 
 use hdf5::types::{TypeDescriptor, VarLenArray, VarLenAscii, VarLenUnicode};
@@ -235,6 +238,14 @@ impl H5File {
     pub fn read_floats(&self, name: &str) -> Result<Floats> {
         let ds = self.dataset(name)?;
         if let TypeDescriptor::Float(hdf5::types::FloatSize::U4) = self.descriptor(name, &ds)? {
+            #[cfg(unix)]
+            if let Some(flat) =
+                chunks::read_f32(&self.file, &self.path, &ds).map_err(|e| self.read_err(name, e))?
+            {
+                return ArrayD::from_shape_vec(IxDyn(&ds.shape()), flat)
+                    .map(Floats::F32)
+                    .map_err(|e| self.read_err(name, e));
+            }
             // Zeroed memory straight from the OS, backed by huge pages before HDF5 first touches
             // it: a full-size submission is a quarter of a gigabyte, and faulting that in 4 KiB
             // at a time costs as much as reading it.
