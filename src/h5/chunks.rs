@@ -9,7 +9,6 @@
 //! chunks, big-endian data) is left to HDF5's own reader.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 
 use hdf5::filters::Filter;
@@ -155,42 +154,65 @@ fn decode(
     scratch: &mut Vec<u8>,
 ) -> Result<(), String> {
     let n: usize = plan.chunk_shape.iter().product();
-    let bytes = n * 4;
+    let at = || format!("chunk at {:?}", chunk.offset);
     raw.resize(chunk.size, 0);
     file.read_exact_at(raw, plan.base + chunk.addr)
-        .map_err(|e| format!("chunk at {:?}: {e}", chunk.offset))?;
+        .map_err(|e| format!("{}: {e}", at()))?;
     let skipped = |position: usize| chunk.filter_mask & (1 << position) != 0;
-    let mut data: &[u8] = raw;
-    if !skipped(plan.pipeline.deflate) {
-        scratch.clear();
-        scratch.reserve(bytes);
-        flate2::read::ZlibDecoder::new(&raw[..])
-            .read_to_end(scratch)
-            .map_err(|e| format!("chunk at {:?}: corrupt deflate stream: {e}", chunk.offset))?;
-        data = scratch;
-    }
-    if data.len() != bytes {
-        return Err(format!(
-            "chunk at {:?}: {} bytes after decompression, expected {bytes}",
-            chunk.offset,
-            data.len()
-        ));
-    }
-    values.clear();
-    match plan.pipeline.shuffle {
-        Some(position) if !skipped(position) => {
-            // HDF5's shuffle stores byte 0 of every element, then byte 1, and so on.
-            let planes: Vec<&[u8]> = data.chunks_exact(n).collect();
-            values.extend((0..n).map(|i| {
-                f32::from_le_bytes([planes[0][i], planes[1][i], planes[2][i], planes[3][i]])
-            }));
+    let shuffled = plan.pipeline.shuffle.is_some_and(|p| !skipped(p));
+    values.resize(n, 0.0);
+    // Little-endian f32 bytes are the values themselves: unshuffled chunks inflate straight
+    // into `values`, shuffled ones into `scratch` first.
+    let bytes: &mut [u8] = if shuffled {
+        scratch.resize(n * 4, 0);
+        scratch
+    } else {
+        as_bytes(values)
+    };
+    if skipped(plan.pipeline.deflate) {
+        if raw.len() != bytes.len() {
+            return Err(format!(
+                "{}: {} stored bytes, expected {}",
+                at(),
+                raw.len(),
+                bytes.len()
+            ));
         }
-        _ => values.extend(
-            data.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        ),
+        bytes.copy_from_slice(raw);
+    } else {
+        inflate(raw, bytes).map_err(|e| format!("{}: {e}", at()))?;
+    }
+    if shuffled {
+        // HDF5's shuffle stores byte 0 of every element, then byte 1, and so on.
+        let planes: Vec<&[u8]> = scratch.chunks_exact(n).collect();
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = f32::from_le_bytes([planes[0][i], planes[1][i], planes[2][i], planes[3][i]]);
+        }
     }
     Ok(())
+}
+
+/// Inflates a whole zlib stream into `out`, which it must fill exactly.
+fn inflate(raw: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let mut z = flate2::Decompress::new(true);
+    let status = z
+        .decompress(raw, out, flate2::FlushDecompress::Finish)
+        .map_err(|e| format!("corrupt deflate stream: {e}"))?;
+    if status != flate2::Status::StreamEnd || z.total_out() as usize != out.len() {
+        return Err(format!(
+            "deflate stream ends after {} of {} bytes",
+            z.total_out(),
+            out.len()
+        ));
+    }
+    Ok(())
+}
+
+fn as_bytes(values: &mut [f32]) -> &mut [u8] {
+    let len = std::mem::size_of_val(values);
+    // SAFETY: any byte pattern is a valid f32 and u8 has alignment 1, so viewing the floats'
+    // memory as bytes is sound; the borrow keeps `values` exclusive.
+    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len) }
 }
 
 /// The output buffer, shared by the chunk workers.
