@@ -176,9 +176,12 @@ impl H5File {
                 .map(|v| v.into_iter().map(f64::from).collect()),
             // HDF5's own f32 → f64 conversion runs element by element through a type-conversion
             // path several times slower than reading the stored type and widening here.
-            TypeDescriptor::Float(hdf5::types::FloatSize::U4) => ds
-                .read_raw::<f32>()
-                .map(|v| v.into_iter().map(f64::from).collect()),
+            TypeDescriptor::Float(hdf5::types::FloatSize::U4) => {
+                return match self.read_floats(name)? {
+                    Floats::F32(a) => Ok(a.mapv(f64::from)),
+                    Floats::F64(a) => Ok(a),
+                };
+            }
             TypeDescriptor::Float(_) | TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) => {
                 ds.read_raw::<f64>()
             }
