@@ -3,13 +3,18 @@
 //! bins. Training scores itself every few epochs, so the whole group should take well under a
 //! second. Data are synthetic (seeded): smooth low-dimensional latents, log-linear rates, Poisson
 //! spikes, velocity linear in the latents plus noise.
+//!
+//! `files` is what `langevin evaluate` does: the same group written as a gzip target file and a
+//! float32 submission file (uncompressed, as `langevin submit` writes it), read and scored.
 
+use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use langevin::evaluate::{
-    bits_per_spike, evaluate_group, psth_r2, velocity_r2, Dataset, DecodeSplit, GroupRates,
-    RatePair, TargetGroup,
+    bits_per_spike, evaluate_files, evaluate_group, psth_r2, velocity_r2, Dataset, DecodeSplit,
+    GroupRates, RatePair, TargetGroup,
 };
+use langevin::h5::{AtomicH5, Data};
 use ndarray::{s, Array2, Array3, Axis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -24,14 +29,14 @@ const N_OUT: usize = 45;
 const N_COND: usize = 100;
 const LATENTS: usize = 8;
 
-struct Data {
+struct Group {
     target: TargetGroup,
     train_rates: Array3<f64>,
     eval_rates: Array3<f64>,
     eval_forward_rates: Array3<f64>,
 }
 
-impl Data {
+impl Group {
     fn rates(&self) -> GroupRates<'_> {
         GroupRates {
             eval: RatePair::split(self.eval_rates.view(), N_IN),
@@ -50,7 +55,7 @@ fn latents(cond: usize, jitter: f64, start: usize, len: usize) -> Array2<f64> {
     })
 }
 
-fn build() -> Data {
+fn build() -> Group {
     let mut rng = StdRng::seed_from_u64(0);
     let n_all = N_IN + N_OUT;
     let normal = Normal::new(0.0, 1.0).expect("valid normal");
@@ -110,7 +115,7 @@ fn build() -> Data {
     let eval_pred = noisy(&eval_rates, &mut rng);
     let fwd_pred = noisy(&eval_forward_rates, &mut rng);
 
-    Data {
+    Group {
         target: TargetGroup {
             eval_spikes_heldout: eval_spikes.slice(s![.., .., N_IN..]).to_owned(),
             train_behavior: Some(train_behavior.into_dyn()),
@@ -127,7 +132,76 @@ fn build() -> Data {
     }
 }
 
-static DATA: LazyLock<Data> = LazyLock::new(build);
+static DATA: LazyLock<Group> = LazyLock::new(build);
+
+/// `eval_target.h5` and `submission.h5` holding [`DATA`], in a folder kept for the whole run.
+static FILES: LazyLock<(tempfile::TempDir, PathBuf, PathBuf)> = LazyLock::new(|| {
+    let data = &*DATA;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let (target, submission) = (dir.path().join("eval_target.h5"), dir.path().join("sub.h5"));
+    let f32s = |a: &Array3<f64>| -> (Vec<f32>, Vec<usize>) {
+        (a.iter().map(|&v| v as f32).collect(), a.shape().to_vec())
+    };
+    let mut t = AtomicH5::create(&target).expect("target file");
+    let tg = &data.target;
+    let behavior = |b: &Option<ndarray::ArrayD<f64>>| {
+        b.as_ref()
+            .expect("behaviour built")
+            .view()
+            .into_dimensionality()
+            .expect("3-D behaviour")
+            .to_owned()
+    };
+    for (key, a) in [
+        ("eval_spikes_heldout", tg.eval_spikes_heldout.clone()),
+        ("train_behavior", behavior(&tg.train_behavior)),
+        ("eval_behavior", behavior(&tg.eval_behavior)),
+        ("psth", tg.psth.clone().expect("psth built")),
+        (
+            "eval_spikes_heldin_forward",
+            tg.eval_spikes_heldin_forward
+                .clone()
+                .expect("forward built"),
+        ),
+        (
+            "eval_spikes_heldout_forward",
+            tg.eval_spikes_heldout_forward
+                .clone()
+                .expect("forward built"),
+        ),
+    ] {
+        let (v, shape) = f32s(&a);
+        t.write(&format!("mc_maze/{key}"), Data::F32(&v, shape))
+            .expect("target key");
+    }
+    let cond: Vec<Vec<i32>> = tg
+        .eval_cond_idx
+        .as_ref()
+        .expect("conditions built")
+        .iter()
+        .map(|c| c.iter().map(|&i| i as i32).collect())
+        .collect();
+    t.write("mc_maze/eval_cond_idx", Data::VlenI32(&cond))
+        .expect("conditions");
+    t.commit().expect("target written");
+    let mut sub = AtomicH5::create(&submission).expect("submission file");
+    for (prefix, suffix, a) in [
+        ("train_rates", "", &data.train_rates),
+        ("eval_rates", "", &data.eval_rates),
+        ("eval_rates", "_forward", &data.eval_forward_rates),
+    ] {
+        for (part, range) in [("heldin", 0..N_IN), ("heldout", N_IN..N_IN + N_OUT)] {
+            let (v, shape) = f32s(&a.slice(s![.., .., range]).to_owned());
+            sub.write_uncompressed(
+                &format!("mc_maze/{prefix}_{part}{suffix}"),
+                Data::F32(&v, shape),
+            )
+            .expect("rates");
+        }
+    }
+    sub.commit().expect("submission written");
+    (dir, target, submission)
+});
 
 fn main() {
     divan::main();
@@ -138,6 +212,13 @@ fn main() {
 fn full_group(bencher: divan::Bencher) {
     let data = &*DATA;
     bencher.bench(|| evaluate_group(Dataset::McMaze, &data.target, &data.rates()).unwrap());
+}
+
+/// `langevin evaluate` on the group's files: reading and scoring.
+#[divan::bench(sample_count = 10)]
+fn files(bencher: divan::Bencher) {
+    let (_, target, submission) = &*FILES;
+    bencher.bench(|| evaluate_files(target, submission).unwrap());
 }
 
 #[divan::bench(sample_count = 10)]
