@@ -376,21 +376,18 @@ pub fn fit_group_decoder<R: Rate>(
     target: &TargetGroup,
     train: RatePair<'_, R>,
 ) -> Result<VelocityDecoder, GroupError> {
-    let behavior = behavior_3d(target.train_behavior.as_ref(), "train_behavior")?;
-    let decode_mask = target.train_decode_mask.as_ref().map(|m| m.view());
-    check_decode_split(
-        ("train_rates_heldin", "train_rates_heldout"),
-        ("train_behavior", "train_decode_mask"),
+    let split = decode_split(
+        [
+            "train_rates_heldin",
+            "train_rates_heldout",
+            "train_behavior",
+            "train_decode_mask",
+        ],
+        target.train_behavior.as_ref(),
+        target.train_decode_mask.as_ref(),
         &train,
-        behavior,
-        decode_mask,
     )?;
-    VelocityDecoder::fit(DecodeSplit {
-        rates: train.reborrow(),
-        behavior,
-        decode_mask,
-    })
-    .map_err(vel_r2_error)
+    VelocityDecoder::fit(split).map_err(vel_r2_error)
 }
 
 fn vel_r2<S: Rate>(
@@ -398,22 +395,42 @@ fn vel_r2<S: Rate>(
     decoder: &VelocityDecoder,
     eval: RatePair<'_, S>,
 ) -> Result<f64, GroupError> {
-    let behavior = behavior_3d(target.eval_behavior.as_ref(), "eval_behavior")?;
-    let decode_mask = target.eval_decode_mask.as_ref().map(|m| m.view());
-    check_decode_split(
-        ("eval_rates_heldin", "eval_rates_heldout"),
-        ("eval_behavior", "eval_decode_mask"),
+    let split = decode_split(
+        [
+            "eval_rates_heldin",
+            "eval_rates_heldout",
+            "eval_behavior",
+            "eval_decode_mask",
+        ],
+        target.eval_behavior.as_ref(),
+        target.eval_decode_mask.as_ref(),
         &eval,
+    )?;
+    decoder.score(split).map_err(vel_r2_error)
+}
+
+/// One split's decoding inputs, checked: `keys` name its held-in and held-out rates, behaviour
+/// and decode mask.
+fn decode_split<'a, R: Rate>(
+    [hi_key, ho_key, behavior_key, mask_key]: [&'static str; 4],
+    behavior: Option<&'a ArrayD<f64>>,
+    decode_mask: Option<&'a Array2<bool>>,
+    rates: &'a RatePair<'_, R>,
+) -> Result<DecodeSplit<'a, R>, GroupError> {
+    let behavior = behavior_3d(behavior, behavior_key)?;
+    let decode_mask = decode_mask.map(|m| m.view());
+    check_decode_split(
+        (hi_key, ho_key),
+        (behavior_key, mask_key),
+        rates,
         behavior,
         decode_mask,
     )?;
-    decoder
-        .score(DecodeSplit {
-            rates: eval.reborrow(),
-            behavior,
-            decode_mask,
-        })
-        .map_err(vel_r2_error)
+    Ok(DecodeSplit {
+        rates: rates.reborrow(),
+        behavior,
+        decode_mask,
+    })
 }
 
 /// Rates, behaviour and decode mask of one split must agree on trials (and bins), naming the

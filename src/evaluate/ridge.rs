@@ -55,6 +55,14 @@ pub(crate) struct RidgeFit {
     y_shift: Vec<f64>,
 }
 
+/// Means `x̄`, `ȳ` and centred moments `Σ(x − x̄)(x − x̄)ᵀ`, `Σ(x − x̄)(y − ȳ)ᵀ` of a set of rows.
+struct Centred {
+    mx: Array1<f64>,
+    my: Array1<f64>,
+    cxx: Array2<f64>,
+    cxy: Array2<f64>,
+}
+
 /// Sums over a set of rows, all taken after subtracting the common shift.
 #[derive(Clone)]
 struct Sums {
@@ -84,14 +92,28 @@ impl Sums {
         self.y += &other.y;
     }
 
-    /// Ridge with intercept on these rows: centre with their own means, then solve
-    /// `(XcᵀXc + αI) W = XcᵀYc` for each α, as sklearn's Cholesky solver does.
-    fn solve(&self, alphas: &[f64]) -> Vec<Model> {
+    /// The rows' means and their moments around those means.
+    fn centred(&self) -> Centred {
         let n = self.n as f64;
         let mx = &self.x / n;
         let my = &self.y / n;
-        let xx_c = &self.xx - &(outer(&mx, &mx) * n);
-        let xy_c = &self.xy - &(outer(&mx, &my) * n);
+        Centred {
+            cxx: &self.xx - &(outer(&mx, &mx) * n),
+            cxy: &self.xy - &(outer(&mx, &my) * n),
+            mx,
+            my,
+        }
+    }
+
+    /// Ridge with intercept on these rows: centre with their own means, then solve
+    /// `(XcᵀXc + αI) W = XcᵀYc` for each α, as sklearn's Cholesky solver does.
+    fn solve(&self, alphas: &[f64]) -> Vec<Model> {
+        let Centred {
+            mx,
+            my,
+            cxx: xx_c,
+            cxy: xy_c,
+        } = self.centred();
         let p = mx.len();
         let rhs = to_na(&xy_c);
         alphas
@@ -124,10 +146,7 @@ fn score_from_sums(test: &Sums, spread: &Spread, models: &[Model]) -> Vec<f64> {
         return vec![f64::NAN; models.len()];
     }
     let n = test.n as f64;
-    let mx = &test.x / n;
-    let my = &test.y / n;
-    let cxx = &test.xx - &(outer(&mx, &mx) * n);
-    let cxy = &test.xy - &(outer(&mx, &my) * n);
+    let Centred { mx, my, cxx, cxy } = test.centred();
     let q = my.len();
     models
         .iter()
