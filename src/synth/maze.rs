@@ -168,16 +168,9 @@ fn observed(trials: &[Trial]) -> Vec<(i64, i64)> {
 
 /// The columns both files have: times, movement onset and split.
 fn common_columns(trials: &[Trial]) -> TableBuilder {
-    let mut table = TableBuilder::new(trials.len());
-    table
-        .num("start_time", trials.iter().map(|t| t.start).collect())
-        .num("stop_time", trials.iter().map(|t| t.stop).collect())
-        .num("move_onset_time", trials.iter().map(|t| t.onset).collect())
-        .text(
-            "split",
-            trials.iter().map(|t| t.split.to_string()).collect(),
-        );
-    table
+    TableBuilder::shared_columns(trials, "move_onset_time", |t| {
+        (t.start, t.stop, t.onset, t.split)
+    })
 }
 
 #[cfg(test)]

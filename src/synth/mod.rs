@@ -468,6 +468,24 @@ impl TableBuilder {
         self
     }
 
+    /// The columns a dataset's test file shares with its train file: each trial's bounds, the
+    /// event trials are aligned to (column `align`) and its split; `row` gives
+    /// `(start, stop, align, split)` of a trial.
+    fn shared_columns<T>(
+        trials: &[T],
+        align: &str,
+        row: impl Fn(&T) -> (f64, f64, f64, &str),
+    ) -> Self {
+        let rows: Vec<_> = trials.iter().map(row).collect();
+        let mut table = TableBuilder::new(trials.len());
+        table
+            .num("start_time", rows.iter().map(|r| r.0).collect())
+            .num("stop_time", rows.iter().map(|r| r.1).collect())
+            .num(align, rows.iter().map(|r| r.2).collect())
+            .text("split", rows.iter().map(|r| r.3.to_string()).collect());
+        table
+    }
+
     fn build(&mut self) -> Trials {
         Trials {
             len: self.len,

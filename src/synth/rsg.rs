@@ -245,14 +245,5 @@ pub(super) fn plan(c: Counts, rng: &mut StdRng) -> Plan {
 
 /// What the test file has too: trial bounds, Go and the split.
 fn common_columns(trials: &[Trial]) -> TableBuilder {
-    let mut table = TableBuilder::new(trials.len());
-    table
-        .num("start_time", trials.iter().map(|t| t.start).collect())
-        .num("stop_time", trials.iter().map(|t| t.stop).collect())
-        .num("go_time", trials.iter().map(|t| t.go).collect())
-        .text(
-            "split",
-            trials.iter().map(|t| t.split.to_string()).collect(),
-        );
-    table
+    TableBuilder::shared_columns(trials, "go_time", |t| (t.start, t.stop, t.go, t.split))
 }
