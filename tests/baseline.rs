@@ -16,7 +16,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::langevin;
+use common::{langevin, success_stdout};
 use langevin::baseline::{
     self, fit_poisson, gradient, objective, BaselineOptions, Design, GaussianKernel, NewtonOptions,
 };
@@ -236,18 +236,15 @@ fn cli_writes_a_submission_that_evaluate_scores() {
                 .and(predicate::str::contains("submission_smoothing.h5")),
         );
     let submission = dir.join("submission_smoothing.h5");
-    let out = langevin()
-        .arg("evaluate")
-        .arg("--target")
-        .arg(dir.join("eval_target.h5"))
-        .arg("--submission")
-        .arg(&submission)
-        .arg("--json")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = success_stdout(
+        langevin()
+            .arg("evaluate")
+            .arg("--target")
+            .arg(dir.join("eval_target.h5"))
+            .arg("--submission")
+            .arg(&submission)
+            .arg("--json"),
+    );
     let ours: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let co_bps = ours[0]["mc_maze_20_split"]["co-bps"].as_f64().unwrap();
     // The reference scores 0.024830717201703236 (reference_metrics.json).

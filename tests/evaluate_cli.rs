@@ -34,13 +34,9 @@ fn json_output_is_the_reference_result_list() {
         ("dmfc_rsg-20ms-val", "smoothing"),
         ("area2_bump-05ms-val", "random"),
     ] {
-        let out = evaluate(split_name, &format!("submission_{submission}.h5"))
-            .arg("--json")
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
+        let out = common::success_stdout(
+            evaluate(split_name, &format!("submission_{submission}.h5")).arg("--json"),
+        );
         let ours: serde_json::Value = serde_json::from_slice(&out).unwrap();
         let want = &reference[split_name][submission];
         let (ours, want) = (ours.as_array().unwrap(), want.as_array().unwrap());

@@ -164,13 +164,7 @@ fn evaluate_scores_submissions_against_the_truth() {
             .and(predicate::str::contains("truth co-bps"))
             .and(predicate::str::contains("fp-bps")),
     );
-    let out = evaluate(&dir, &truth, &truth)
-        .arg("--json")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = common::success_stdout(evaluate(&dir, &truth, &truth).arg("--json"));
     // The NLB keys in their order, then the truth's (serde_json's map would sort them).
     let text = String::from_utf8(out.clone()).unwrap();
     let at = |k: &str| {

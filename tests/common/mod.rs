@@ -18,3 +18,9 @@ pub fn langevin() -> Command {
     cmd.env("RUST_LOG", "warn");
     cmd
 }
+
+/// Runs `cmd`, asserting that it succeeds, and returns its standard output.
+#[allow(dead_code)] // not every test binary that shares this module reads output
+pub fn success_stdout(cmd: &mut Command) -> Vec<u8> {
+    cmd.assert().success().get_output().stdout.clone()
+}
