@@ -5,10 +5,7 @@ use std::path::Path;
 use ndarray::{Array2, Array3, ArrayD, Axis, Ix3};
 
 use super::error::{EvalError, GroupError, Key, MetricError};
-use super::group::{
-    evaluate_group, evaluate_group_with_decoder, fit_group_decoder, Dataset, GroupRates, Metrics,
-    TargetGroup,
-};
+use super::group::{evaluate_with, fit_group_decoder, Dataset, GroupRates, Metrics, TargetGroup};
 use super::rates::{Rate, RatePair};
 use super::report::DatasetResult;
 use super::ridge::VelocityDecoder;
@@ -73,8 +70,8 @@ pub(super) fn visit_files<E: From<EvalError>>(
             } else {
                 let t = TargetGroup::read(&tf, &group)?;
                 let fwd = t.eval_spikes_heldin_forward.is_some();
-                let s = Submission::read(&sf, &group, false, fwd)?;
-                let metrics = s.evaluate(dataset, &t).map_err(in_group)?;
+                let s = Submission::read(&sf, &group, fwd)?;
+                let metrics = s.evaluate(dataset, &t, None).map_err(in_group)?;
                 (t, s, metrics)
             };
             tracing::debug!(elapsed = ?started.elapsed(), "{group} evaluated");
@@ -121,7 +118,7 @@ fn score_fitting_while_reading(
         let read = || -> Result<_, EvalError> {
             let t = TargetGroup::read_scoring(tf, group)?;
             let fwd = t.eval_spikes_heldin_forward.is_some();
-            let s = Submission::read(sf, group, false, fwd)?;
+            let s = Submission::read(sf, group, fwd)?;
             Ok((t, s))
         };
         let read = read();
@@ -136,7 +133,7 @@ fn score_fitting_while_reading(
     };
     let decoder = decoder.map_err(Failure::Score)?;
     let metrics = s
-        .evaluate_with_decoder(dataset, &t, &decoder)
+        .evaluate(dataset, &t, Some(&decoder))
         .map_err(Failure::Score)?;
     Ok((t, s, metrics))
 }
@@ -322,14 +319,13 @@ impl TargetGroup {
     }
 }
 
-/// A submission group's rate arrays (`A`: one `[trials, T, neurons]` array) as the file stores
-/// them: held-in and held-out apart.
+/// A submission group's eval-side rate arrays (`A`: one `[trials, T, neurons]` array) as the file
+/// stores them: held-in and held-out apart. The training rates serve only vel R2's decoders and are
+/// read on their own, so that fitting can start before the rest is read.
 #[derive(Debug, Clone)]
 pub struct SubmissionGroup<A = Array3<f64>> {
     /// `eval_rates_heldin`, `eval_rates_heldout`.
     pub eval: [A; 2],
-    /// `train_rates_heldin`, `train_rates_heldout`, if read.
-    pub train: Option<[A; 2]>,
     /// `eval_rates_heldin_forward`, `eval_rates_heldout_forward`, if read.
     pub eval_forward: Option<[A; 2]>,
 }
@@ -340,28 +336,24 @@ impl<A> SubmissionGroup<A> {
         let both = |[hi, ho]: [A; 2]| [f(hi), f(ho)];
         SubmissionGroup {
             eval: both(self.eval),
-            train: self.train.map(both),
             eval_forward: self.eval_forward.map(both),
         }
     }
 
     fn arrays(&self) -> impl Iterator<Item = &A> {
-        self.eval
-            .iter()
-            .chain(self.train.iter().flatten())
-            .chain(self.eval_forward.iter().flatten())
+        self.eval.iter().chain(self.eval_forward.iter().flatten())
     }
 }
 
 impl<R: Rate> SubmissionGroup<Array3<R>> {
-    /// Views for [`evaluate_group`].
+    /// Views for [`super::evaluate_group_with_decoder`] (no training rates).
     pub fn rates(&self) -> GroupRates<'_, R> {
         fn pair<R: Rate>([hi, ho]: &[Array3<R>; 2]) -> RatePair<'_, R> {
             RatePair::of(hi, ho)
         }
         GroupRates {
             eval: pair(&self.eval),
-            train: self.train.as_ref().map(pair),
+            train: None,
             eval_forward: self.eval_forward.as_ref().map(pair),
         }
     }
@@ -379,15 +371,10 @@ pub enum Submission {
 }
 
 impl Submission {
-    /// Reads the rate arrays of `group`. Eval rates are always required, training rates when
-    /// `need_train` (every dataset but dmfc_rsg), and forward rates are read when the submission
-    /// has `eval_rates_heldin_forward` and `target_has_forward`, as the reference does.
-    pub fn read(
-        file: &H5File,
-        group: &str,
-        need_train: bool,
-        target_has_forward: bool,
-    ) -> Result<Self, EvalError> {
+    /// Reads the eval-side rate arrays of `group`. Eval rates are required; forward rates are read
+    /// when the submission has `eval_rates_heldin_forward` and `target_has_forward`, as the
+    /// reference does.
+    pub fn read(file: &H5File, group: &str, target_has_forward: bool) -> Result<Self, EvalError> {
         let pair = |prefix: &str, suffix: &str| -> Result<[Floats3; 2], EvalError> {
             Ok([
                 read_floats3(file, group, &format!("{prefix}_heldin{suffix}"))?,
@@ -395,16 +382,11 @@ impl Submission {
             ])
         };
         let eval = pair("eval_rates", "")?;
-        let train = need_train.then(|| pair("train_rates", "")).transpose()?;
         let has_fwd = file.has(&format!("{group}/eval_rates_heldin_forward"));
         let eval_forward = (has_fwd && target_has_forward)
             .then(|| pair("eval_rates", "_forward"))
             .transpose()?;
-        let stored = SubmissionGroup {
-            eval,
-            train,
-            eval_forward,
-        };
+        let stored = SubmissionGroup { eval, eval_forward };
         let all_f32 = stored.arrays().all(|a| matches!(a, Floats3::F32(_)));
         Ok(if all_f32 {
             Submission::F32(stored.map(|a| match a {
@@ -419,24 +401,17 @@ impl Submission {
         })
     }
 
-    /// Scores this group with [`evaluate_group`] in its stored precision.
-    pub fn evaluate(&self, dataset: Dataset, target: &TargetGroup) -> Result<Metrics, GroupError> {
-        match self {
-            Submission::F32(g) => evaluate_group(dataset, target, &g.rates()),
-            Submission::F64(g) => evaluate_group(dataset, target, &g.rates()),
-        }
-    }
-
-    /// Scores this group with [`evaluate_group_with_decoder`] in its stored precision.
-    pub fn evaluate_with_decoder(
+    /// Scores this group in its stored precision, with vel R2's decoders from
+    /// [`fit_group_decoder`] (needed wherever the dataset has vel R2).
+    pub fn evaluate(
         &self,
         dataset: Dataset,
         target: &TargetGroup,
-        decoder: &VelocityDecoder,
+        decoder: Option<&VelocityDecoder>,
     ) -> Result<Metrics, GroupError> {
         match self {
-            Submission::F32(g) => evaluate_group_with_decoder(dataset, target, &g.rates(), decoder),
-            Submission::F64(g) => evaluate_group_with_decoder(dataset, target, &g.rates(), decoder),
+            Submission::F32(g) => evaluate_with(dataset, target, &g.rates(), decoder),
+            Submission::F64(g) => evaluate_with(dataset, target, &g.rates(), decoder),
         }
     }
 

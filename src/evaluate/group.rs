@@ -8,7 +8,7 @@ use super::rates::{Rate, RatePair};
 use super::ridge::{DecodeSplit, VelocityDecoder};
 
 /// The evaluator's datasets are the NLB datasets; the evaluation-specific facts (scaling
-/// prefixes, dmfc's tp corr, group names per bin width) live on [`DatasetName`] too.
+/// prefixes, dmfc's tp corr, group names per bin width) live on [`DatasetName`](crate::nlb::DatasetName) too.
 pub use crate::nlb::DatasetName as Dataset;
 
 /// The contents of one target group (`eval_target.h5`), as float64 where numeric.
@@ -104,7 +104,7 @@ pub fn evaluate_group<R: Rate>(
     target: &TargetGroup,
     rates: &GroupRates<'_, R>,
 ) -> Result<Metrics, GroupError> {
-    evaluate(dataset, target, rates, None)
+    evaluate_with(dataset, target, rates, None)
 }
 
 /// [`evaluate_group`] with vel R2's decoders already fitted by [`fit_group_decoder`]; the
@@ -115,10 +115,11 @@ pub fn evaluate_group_with_decoder<R: Rate>(
     rates: &GroupRates<'_, R>,
     decoder: &VelocityDecoder,
 ) -> Result<Metrics, GroupError> {
-    evaluate(dataset, target, rates, Some(decoder))
+    evaluate_with(dataset, target, rates, Some(decoder))
 }
 
-fn evaluate<R: Rate>(
+/// [`evaluate_group`] with vel R2's decoders, if already fitted.
+pub(super) fn evaluate_with<R: Rate>(
     dataset: Dataset,
     target: &TargetGroup,
     rates: &GroupRates<'_, R>,

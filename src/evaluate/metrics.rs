@@ -865,7 +865,7 @@ mod tests {
         let lone = behavior.slice(ndarray::s![..3, ..]).to_owned();
         let err = tp_corr(
             spikes.slice(ndarray::s![..3, .., ..]),
-            whole(&rates).trials(0..3),
+            RatePair::split(rates.slice(ndarray::s![..3, .., ..]), 0),
             lone.view(),
         )
         .unwrap_err();

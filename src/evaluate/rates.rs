@@ -85,14 +85,6 @@ impl<'a, R: Rate> RatePair<'a, R> {
         )
     }
 
-    /// Trials `range` of both halves.
-    pub fn trials(&self, range: std::ops::Range<usize>) -> Self {
-        Self {
-            heldin: self.heldin.slice_move(s![range.clone(), .., ..]),
-            heldout: self.heldout.slice_move(s![range, .., ..]),
-        }
-    }
-
     /// Widens row `(i, t)` into `dst` (held-in then held-out), subtracting `shift`.
     pub(crate) fn fill_row(&self, i: usize, t: usize, shift: &[f64], dst: &mut [f64]) {
         let (a, b) = self.row(i, t);
@@ -173,6 +165,5 @@ mod tests {
         pair.add_row_to(0, 0, &mut row);
         assert_eq!(row, [119.0, 121.0, 123.0, 125.0, 127.0]);
         assert_eq!(pair.to_joined_f64(), a.mapv(f64::from));
-        assert_eq!(pair.trials(1..2).heldout, a.slice(s![1..2, .., 2..]));
     }
 }

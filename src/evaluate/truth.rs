@@ -186,7 +186,7 @@ pub fn evaluate_files_with_truth(
             scores.push(None);
             return Ok(());
         };
-        let truth_rates = Submission::read(tf, &group, false, false)?.into_f64();
+        let truth_rates = Submission::read(tf, &group, false)?.into_f64();
         let truth_rates = truth_rates.rates();
         let score = match s {
             Submission::F32(s) => truth_scores(t, &s.rates(), &truth_rates),
