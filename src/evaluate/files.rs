@@ -159,20 +159,21 @@ fn in_file(file: &H5File, group: &str, source: GroupError) -> EvalError {
     }
 }
 
-fn read3(
-    file: &H5File,
-    group: &str,
-    key: &str,
-    key_of: fn(String) -> Key,
-) -> Result<Array3<f64>, EvalError> {
+/// A target's `[trials, T, neurons]` array as f64.
+fn read3(file: &H5File, group: &str, key: &str) -> Result<Array3<f64>, EvalError> {
     let a = file.read_f64(&format!("{group}/{key}"))?;
+    rank3(file, group, Key::target(key), a)
+}
+
+/// `a` (read from `key`) as a 3-D array, or an error naming the key and its shape.
+fn rank3<T>(file: &H5File, group: &str, key: Key, a: ArrayD<T>) -> Result<Array3<T>, EvalError> {
     let shape = a.shape().to_vec();
     a.into_dimensionality::<Ix3>().map_err(|_| {
         in_file(
             file,
             group,
             GroupError::Rank {
-                key: key_of(key.to_string()),
+                key,
                 ndim: shape.len(),
                 shape,
                 expected: 3,
@@ -290,11 +291,11 @@ impl TargetGroup {
 
     /// Everything but what [`Self::read_decoding`] reads.
     fn read_scoring(file: &H5File, group: &str) -> Result<Self, EvalError> {
-        let eval_spikes_heldout = read3(file, group, "eval_spikes_heldout", Key::target)?;
+        let eval_spikes_heldout = read3(file, group, "eval_spikes_heldout")?;
         let n_trials = eval_spikes_heldout.len_of(Axis(0));
         let opt3 = |key: &str| -> Result<Option<Array3<f64>>, EvalError> {
             if file.has(&format!("{group}/{key}")) {
-                read3(file, group, key, Key::target).map(Some)
+                read3(file, group, key).map(Some)
             } else {
                 Ok(None)
             }
@@ -441,31 +442,9 @@ impl Floats3 {
 }
 
 fn read_floats3(file: &H5File, group: &str, key: &str) -> Result<Floats3, EvalError> {
-    let a = file.read_floats(&format!("{group}/{key}"))?;
-    let rank_err = |shape: &[usize]| {
-        in_file(
-            file,
-            group,
-            GroupError::Rank {
-                key: Key::submission(key),
-                ndim: shape.len(),
-                shape: shape.to_vec(),
-                expected: 3,
-            },
-        )
-    };
-    match a {
-        Floats::F32(a) => {
-            let shape = a.shape().to_vec();
-            a.into_dimensionality::<Ix3>()
-                .map(Floats3::F32)
-                .map_err(|_| rank_err(&shape))
-        }
-        Floats::F64(a) => {
-            let shape = a.shape().to_vec();
-            a.into_dimensionality::<Ix3>()
-                .map(Floats3::F64)
-                .map_err(|_| rank_err(&shape))
-        }
-    }
+    let key_of = || Key::submission(key);
+    Ok(match file.read_floats(&format!("{group}/{key}"))? {
+        Floats::F32(a) => Floats3::F32(rank3(file, group, key_of(), a)?),
+        Floats::F64(a) => Floats3::F64(rank3(file, group, key_of(), a)?),
+    })
 }
