@@ -241,26 +241,34 @@ impl H5File {
     pub fn read_floats(&self, name: &str) -> Result<Floats> {
         let ds = self.dataset(name)?;
         if let TypeDescriptor::Float(hdf5::types::FloatSize::U4) = self.descriptor(name, &ds)? {
-            #[cfg(unix)]
-            if let Some(flat) =
-                chunks::read_f32(&self.file, &self.path, &ds).map_err(|e| self.read_err(name, e))?
-            {
-                return ArrayD::from_shape_vec(IxDyn(&ds.shape()), flat)
-                    .map(Floats::F32)
-                    .map_err(|e| self.read_err(name, e));
-            }
-            // Zeroed memory straight from the OS, backed by huge pages before HDF5 first touches
-            // it: a full-size submission is a quarter of a gigabyte, and faulting that in 4 KiB
-            // at a time costs as much as reading it.
-            let mut flat = vec![0f32; ds.size()];
-            advise_huge_pages(&flat);
-            ds.read_into_raw(&mut flat)
-                .map_err(|e| self.read_err(name, e))?;
+            let flat = match self.read_chunked_f32(name, &ds)? {
+                Some(flat) => flat,
+                None => {
+                    // Zeroed memory straight from the OS, backed by huge pages before HDF5 first
+                    // touches it: a full-size submission is a quarter of a gigabyte, and faulting
+                    // that in 4 KiB at a time costs as much as reading it.
+                    let mut flat = vec![0f32; ds.size()];
+                    advise_huge_pages(&flat);
+                    ds.read_into_raw(&mut flat)
+                        .map_err(|e| self.read_err(name, e))?;
+                    flat
+                }
+            };
             return ArrayD::from_shape_vec(IxDyn(&ds.shape()), flat)
                 .map(Floats::F32)
                 .map_err(|e| self.read_err(name, e));
         }
         self.read_f64(name).map(Floats::F64)
+    }
+
+    /// A chunked gzip float32 dataset inflated on every core ([`chunks`]), or `None` for any
+    /// other layout.
+    #[cfg_attr(not(unix), allow(unused_variables))]
+    fn read_chunked_f32(&self, name: &str, ds: &hdf5::Dataset) -> Result<Option<Vec<f32>>> {
+        #[cfg(unix)]
+        return chunks::read_f32(&self.file, &self.path, ds).map_err(|e| self.read_err(name, e));
+        #[cfg(not(unix))]
+        return Ok(None);
     }
 
     /// Integer dataset (any width) as i64.
