@@ -52,14 +52,6 @@ fn read3(path: &Path, name: &str) -> Array3<f64> {
         .unwrap()
 }
 
-/// Held by tests that write HDF5 files in this process and by tests that spawn `langevin`:
-/// HDF5 opens files without close-on-exec, so a child spawned while a file is open for writing
-/// inherits its lock and makes reopening the finished file fail.
-fn hdf5_guard() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn rates_for(split: &str) -> baseline::SmoothingRates {
     let dir = prep(split);
     let opts = BaselineOptions::for_dir(&dir, None, None).unwrap();
@@ -121,7 +113,6 @@ fn rates_match_the_reference_submission() {
 
 #[test]
 fn co_bps_matches_the_reference_score() {
-    let _guard = hdf5_guard();
     let dir = tempfile::tempdir().unwrap();
     for (split, _, _, bps_bound) in SPLITS {
         let out = dir.path().join(format!("{split}.h5"));
@@ -220,7 +211,6 @@ fn copy_split(split: &str) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn cli_writes_a_submission_that_evaluate_scores() {
-    let _guard = hdf5_guard();
     let (_home, dir) = copy_split("mc_maze-20ms-val");
     langevin()
         .arg("baseline")
@@ -264,7 +254,6 @@ fn cli_writes_a_submission_that_evaluate_scores() {
 
 #[test]
 fn cli_flags_override_the_tuned_settings() {
-    let _guard = hdf5_guard();
     let (_home, dir) = copy_split("mc_rtt-20ms-val");
     let out = dir.join("mine.h5");
     langevin()
@@ -283,7 +272,6 @@ fn cli_flags_override_the_tuned_settings() {
 
 #[test]
 fn cli_failures_say_what_to_fix() {
-    let _guard = hdf5_guard();
     let (home, dir) = copy_split("mc_maze-20ms-val");
     langevin()
         .args(["baseline", "--kern-sd", "10", "--split"])

@@ -195,7 +195,11 @@ fn preprocess_without(object: &str, prep: &Path) -> assert_cmd::assert::Assert {
     let train = home
         .path()
         .join("000128/sub-Jenkins/sub-Jenkins_ses-full_desc-train_behavior+ecephys.nwb");
-    hdf5::File::open_rw(&train).unwrap().unlink(object).unwrap();
+    let file = rust_hdf5::H5File::open_rw(&train).unwrap();
+    file.delete_dataset(object)
+        .or_else(|_| file.delete_group(object))
+        .unwrap();
+    file.close().unwrap();
     langevin()
         .args([
             "preprocess",
