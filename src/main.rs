@@ -362,6 +362,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    langevin::h5::set_io_threads(cores);
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -125,6 +125,14 @@ impl H5File {
                     Floats::F64(a) => Ok(a),
                 };
             }
+            Kind::Number(Element::F64 { little: true }) => {
+                // Stored as the host's f64 (spike times, behaviour): read straight into place.
+                let shape = ds.shape();
+                let mut flat = vec![0f64; shape.iter().product()];
+                ds.read_raw_into(&mut flat)
+                    .map_err(|e| self.read_err(name, e))?;
+                return self.shaped(name, &shape, flat);
+            }
             Kind::Number(e) | Kind::Bool(e) | Kind::Enum(e) => e,
             other => return Err(self.read_err(name, format!("expected numbers, found {other:?}"))),
         };

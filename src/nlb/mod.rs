@@ -3,6 +3,7 @@
 
 pub mod dataset;
 pub mod jitter;
+mod merge;
 pub mod psth;
 pub mod resample;
 pub mod session;

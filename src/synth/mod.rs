@@ -312,8 +312,8 @@ fn write_file(
         path: PathBuf::new(),
         units: Units {
             ids: units.iter().map(|&u| pop.ids[u]).collect(),
-            spike_times,
-            obs_intervals: vec![obs; units.len()],
+            spike_times: spike_times.into(),
+            obs_intervals: vec![obs; units.len()].into(),
             heldout: units.iter().map(|&u| pop.heldout[u]).collect(),
         },
         trials: file.trials,
@@ -504,13 +504,18 @@ struct Kinematics {
 }
 
 impl Kinematics {
+    /// Hand kinematics sampled every millisecond from the start of the recording to the end of
+    /// its last observed block, gaps between trials included, as real behaviour channels are:
+    /// a reader that builds its time base from the series (nlb_tools joins every series on its
+    /// own timestamps) then sees one sorted, gap-free clock.
     fn read_out(
         latents: &Latents,
-        ranges: &[(i64, i64)],
+        observed: &[(i64, i64)],
         lag_ms: i64,
         gain: f64,
         rng: &mut StdRng,
     ) -> Self {
+        let end = observed.last().map_or(0, |&(_, b)| b);
         let noise = Normal::new(0.0, 0.05).expect("valid normal");
         let mut out = Kinematics {
             times: Vec::new(),
@@ -518,17 +523,15 @@ impl Kinematics {
             pos: Vec::new(),
         };
         let (mut px, mut py) = (0.0, 0.0);
-        for &(a, b) in ranges {
-            for k in a..b {
-                let x = latents.get(k - lag_ms).unwrap_or(&[0.0, 0.0]);
-                let vx = gain * (f64::from(x[0]) + noise.sample(rng));
-                let vy = gain * (f64::from(x[1]) + noise.sample(rng));
-                px += vx / 1000.0;
-                py += vy / 1000.0;
-                out.times.push(k as f64 / 1000.0);
-                out.vel.extend([vx, vy]);
-                out.pos.extend([px, py]);
-            }
+        for k in 0..end {
+            let x = latents.get(k - lag_ms).unwrap_or(&[0.0, 0.0]);
+            let vx = gain * (f64::from(x[0]) + noise.sample(rng));
+            let vy = gain * (f64::from(x[1]) + noise.sample(rng));
+            px += vx / 1000.0;
+            py += vy / 1000.0;
+            out.times.push(k as f64 / 1000.0);
+            out.vel.extend([vx, vy]);
+            out.pos.extend([px, py]);
         }
         out
     }

@@ -1,0 +1,264 @@
+//! The NWB files of a dataset folder merged onto one 1 ms session timeline (reference §3–§4),
+//! one file and one part of a file at a time.
+//!
+//! Each file's units are turned into spike rows, then dropped; each behaviour series is placed
+//! on the 1 ms grid, then dropped; so the memory held is the session being built plus the one
+//! part being read, never the raw files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::session::{FineSeries, Intervals, Result, Session, SessionError, TrialTable, UnitGroup};
+use super::time::{ms_rounded, seconds_to_ns, spike_row, NS_PER_MS};
+use crate::nwb::{Column, NwbReader, Series, Trials, Units};
+
+/// One unit of the merged session, before its spikes are sorted and its ranges normalised.
+#[derive(Default)]
+struct MergedUnit {
+    spikes: Vec<i64>,
+    ranges: Vec<(i64, i64)>,
+}
+
+/// The session as built so far.
+#[derive(Default)]
+pub(super) struct Merger {
+    files: Vec<(PathBuf, i64)>,
+    /// Rows of the timeline so far: the last file's offset plus its length.
+    end: i64,
+    /// Held-in and held-out units by id.
+    groups: [BTreeMap<i64, MergedUnit>; 2],
+    series: Vec<FineSeries>,
+    trials: TrialTable,
+}
+
+impl Merger {
+    /// Appends one file: units, trials, then each series.
+    pub(super) fn add(&mut self, r: &NwbReader) -> Result<()> {
+        let units = r.units()?;
+        let len_ms = recording_len(r.path(), &units)?;
+        let offset = self.next_offset();
+        self.add_units(&units, len_ms, offset);
+        drop(units);
+        self.add_trials(&r.trials()?, offset);
+        for (path, name) in r.series_paths()? {
+            let series = r.series(&path, &name)?;
+            match on_grid_rows(&series.times, len_ms) {
+                Some(rows) => self.add_series(series, &rows, offset, len_ms),
+                None => tracing::warn!(
+                    "{}: series `{}` has samples off the 1 ms grid or past its end; dropped as the reference does",
+                    r.path().display(),
+                    series.name
+                ),
+            }
+        }
+        self.files.push((r.path().to_path_buf(), offset));
+        self.end = offset + len_ms;
+        Ok(())
+    }
+
+    /// The next file starts on the next multiple of 100 ms at least 50 ms after the last row.
+    fn next_offset(&self) -> i64 {
+        if self.files.is_empty() {
+            return 0;
+        }
+        let last_row_s = (self.end - 1) as f64 / 1000.0;
+        (((last_row_s + 0.05) * 10.0).ceil() * 100.0) as i64
+    }
+
+    fn add_units(&mut self, units: &Units, len_ms: i64, offset: i64) {
+        for heldout in [false, true] {
+            let valid = group_valid(units, heldout, len_ms);
+            let group = &mut self.groups[usize::from(heldout)];
+            for (u, &id) in units.ids.iter().enumerate() {
+                if units.heldout[u] != heldout {
+                    continue;
+                }
+                let merged = group.entry(id).or_default();
+                merged.ranges.extend(valid.shifted(offset));
+                let times = &units.spike_times[u];
+                merged.spikes.reserve(times.len());
+                merged.spikes.extend(
+                    times
+                        .iter()
+                        .map(|&t| spike_row(t))
+                        .filter(|&k| valid.contains(k))
+                        .map(|k| k + offset),
+                );
+            }
+        }
+    }
+
+    fn add_series(&mut self, s: Series, rows: &[i64], offset: i64, len_ms: i64) {
+        let idx = match self.series.iter().position(|f| f.name == s.name) {
+            Some(idx) => idx,
+            None => {
+                self.series.push(FineSeries {
+                    name: s.name.clone(),
+                    channels: s.channels.clone(),
+                    values: vec![Vec::new(); s.n_channels()],
+                });
+                self.series.len() - 1
+            }
+        };
+        let target = &mut self.series[idx];
+        let nc = s.n_channels().min(target.channels.len());
+        for (c, values) in target.values.iter_mut().enumerate().take(nc) {
+            values.resize((offset + len_ms) as usize, f64::NAN);
+            for (sample, &row) in rows.iter().enumerate() {
+                values[(row + offset) as usize] = s.data[sample * s.n_channels() + c];
+            }
+        }
+    }
+
+    fn add_trials(&mut self, trials: &Trials, offset: i64) {
+        let table = &mut self.trials;
+        let before = table.len;
+        for (name, col) in &trials.columns {
+            if name == "id" {
+                continue;
+            }
+            let name = if name == "stop_time" {
+                "end_time"
+            } else {
+                name.as_str()
+            };
+            match col {
+                Column::Num(v) if name.ends_with("_time") => {
+                    let dst = table.times.entry(name.to_string()).or_default();
+                    dst.resize(before, None);
+                    dst.extend(
+                        v.iter()
+                            .map(|&t| seconds_to_ns(t).map(|ns| ns + offset * NS_PER_MS)),
+                    );
+                }
+                Column::Num(v) => {
+                    let dst = table.nums.entry(name.to_string()).or_default();
+                    dst.resize(before, f64::NAN);
+                    dst.extend_from_slice(v);
+                }
+                Column::Str(v) => {
+                    let dst = table.strs.entry(name.to_string()).or_default();
+                    dst.resize(before, String::new());
+                    dst.extend(v.iter().cloned());
+                }
+            }
+        }
+        table.len += trials.len;
+        for v in table.times.values_mut() {
+            v.resize(table.len, None);
+        }
+        for v in table.nums.values_mut() {
+            v.resize(table.len, f64::NAN);
+        }
+        for v in table.strs.values_mut() {
+            v.resize(table.len, String::new());
+        }
+    }
+
+    /// The merged session: spikes sorted, validity normalised, series padded to the timeline.
+    pub(super) fn finish(self, folder: &Path) -> Session {
+        let [heldin, heldout] = self.groups.map(unit_group);
+        let mut series = self.series;
+        for s in &mut series {
+            for v in &mut s.values {
+                v.resize(self.end as usize, f64::NAN);
+            }
+        }
+        series.sort_by(|a, b| a.name.cmp(&b.name));
+        Session {
+            folder: folder.to_path_buf(),
+            files: self.files,
+            len_ms: self.end,
+            heldin,
+            heldout,
+            series,
+            trials: self.trials,
+        }
+    }
+}
+
+fn unit_group(units: BTreeMap<i64, MergedUnit>) -> UnitGroup {
+    let mut group = UnitGroup::default();
+    for (id, mut unit) in units {
+        unit.spikes.sort_unstable();
+        unit.spikes.shrink_to_fit();
+        group.ids.push(id);
+        group.spikes.push(unit.spikes);
+        group.valid.push(Intervals::from_ranges(unit.ranges));
+    }
+    group
+}
+
+/// A file's length in 1 ms rows: the end of its last observation interval.
+fn recording_len(path: &Path, units: &Units) -> Result<i64> {
+    units
+        .obs_intervals
+        .iter()
+        .filter_map(|iv| iv.last())
+        .map(|iv| (iv[1] * 1000.0).round_ties_even() as i64)
+        .max()
+        .ok_or_else(|| SessionError::Field {
+            path: path.to_path_buf(),
+            field: "units/obs_intervals".into(),
+            msg: "no observation intervals".into(),
+        })
+}
+
+/// Rows where a group (held-in or held-out units) is observed: the first such unit's intervals,
+/// as the reference masks every unit of a group by its first unit's.
+fn group_valid(units: &Units, heldout: bool, len_ms: i64) -> Intervals {
+    let Some(u) = units.heldout.iter().position(|&h| h == heldout) else {
+        return Intervals::default();
+    };
+    Intervals::from_ranges(
+        units.obs_intervals[u]
+            .iter()
+            .map(|iv| {
+                let a = ms_rounded(iv[0]).ceil() as i64;
+                let b = ms_rounded(iv[1]).floor() as i64;
+                (a.max(0), b.min(len_ms))
+            })
+            .collect(),
+    )
+}
+
+/// Grid rows of series samples, or `None` if any sample is off the 1 ms grid of `len_ms` rows.
+fn on_grid_rows(times: &[f64], len_ms: i64) -> Option<Vec<i64>> {
+    times
+        .iter()
+        .map(|&t| {
+            let k = (t * 1000.0).round_ties_even();
+            let on_grid = super::time::np_round(k / 1000.0, 6) == super::time::np_round(t, 6);
+            (on_grid && k >= 0.0 && (k as i64) < len_ms).then_some(k as i64)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_files_start_on_the_next_100ms_at_least_50ms_later() {
+        let offsets = |lens: &[i64]| {
+            let mut m = Merger::default();
+            lens.iter()
+                .map(|&len| {
+                    let offset = m.next_offset();
+                    m.files.push((PathBuf::new(), offset));
+                    m.end = offset + len;
+                    offset
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(offsets(&[1000, 500]), vec![0, 1100]);
+        assert_eq!(offsets(&[1061, 10, 10]), vec![0, 1200, 1300]);
+    }
+
+    #[test]
+    fn series_samples_must_sit_on_the_grid() {
+        assert_eq!(on_grid_rows(&[0.0, 0.001, 0.002], 3), Some(vec![0, 1, 2]));
+        assert_eq!(on_grid_rows(&[0.0, 0.0015], 3), None);
+        assert_eq!(on_grid_rows(&[0.003], 3), None);
+    }
+}
