@@ -9,6 +9,7 @@
 //! of the current nlb_tools: float32, int32, HDF5 boolean enums, vlen int32 lists, gzip level 4.
 
 mod decode;
+mod deflate;
 mod read;
 mod write;
 

@@ -210,15 +210,17 @@ impl AtomicH5 {
         if let Some(dt) = datatype {
             builder = builder.datatype(dt);
         }
-        if deflate && n > 0 && !shape.is_empty() {
-            builder = builder
-                .chunk(&guess_chunk(shape, T::element_size()))
-                .deflate(4);
+        let e = |e| self.write_err(name, e);
+        if !deflate || n == 0 || shape.is_empty() {
+            return builder
+                .create(key)
+                .and_then(|ds| ds.write_raw(values))
+                .map_err(e);
         }
-        builder
-            .create(key)
-            .and_then(|ds| ds.write_raw(values))
-            .map_err(|e| self.write_err(name, e))
+        let chunk = guess_chunk(shape, T::element_size());
+        let ds = builder.chunk(&chunk).deflate(4).create(key).map_err(e)?;
+        super::deflate::write_chunks(&ds, values, shape, &chunk, 4)
+            .map_err(|m| self.write_err(name, m))
     }
 
     /// Creates an (empty) group, so that containers exist even without datasets.

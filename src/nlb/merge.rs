@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::resample::interpolate_nans;
 use super::session::{FineSeries, Intervals, Result, Session, SessionError, TrialTable, UnitGroup};
 use super::time::{ms_rounded, seconds_to_ns, spike_row, NS_PER_MS};
 use crate::nwb::{Column, NwbReader, Series, Trials, Units};
@@ -28,22 +29,31 @@ pub(super) struct Merger {
     /// Held-in and held-out units by id.
     groups: [BTreeMap<i64, MergedUnit>; 2],
     series: Vec<FineSeries>,
+    /// Per series and channel: the rows with a sample so far, on the session timeline.
+    series_ranges: Vec<Vec<Vec<(i64, i64)>>>,
     trials: TrialTable,
 }
 
 impl Merger {
-    /// Appends one file: units, trials, then each series.
-    pub(super) fn add(&mut self, r: &NwbReader) -> Result<()> {
+    /// Appends one file: units, trials, then each series; the 1 ms values of a series are kept
+    /// only where `keep_values(name)` (the behaviour variable), the rows it covers always.
+    pub(super) fn add(&mut self, r: &NwbReader, keep_values: &dyn Fn(&str) -> bool) -> Result<()> {
+        let started = std::time::Instant::now();
         let units = r.units()?;
+        let read = started.elapsed();
         let len_ms = recording_len(r.path(), &units)?;
         let offset = self.next_offset();
         self.add_units(&units, len_ms, offset);
         drop(units);
+        let merged = started.elapsed();
         self.add_trials(&r.trials()?, offset);
         for (path, name) in r.series_paths()? {
             let series = r.series(&path, &name)?;
             match on_grid_rows(&series.times, len_ms) {
-                Some(rows) => self.add_series(series, &rows, offset, len_ms),
+                Some(rows) => {
+                    let keep = keep_values(&series.name);
+                    self.add_series(series, &rows, offset, len_ms, keep);
+                }
                 None => tracing::warn!(
                     "{}: series `{}` has samples off the 1 ms grid or past its end; dropped as the reference does",
                     r.path().display(),
@@ -51,6 +61,11 @@ impl Merger {
                 ),
             }
         }
+        tracing::debug!(
+            "{}: units read in {read:.2?}, merged at {merged:.2?}, all merged at {:.2?}",
+            r.path().display(),
+            started.elapsed()
+        );
         self.files.push((r.path().to_path_buf(), offset));
         self.end = offset + len_ms;
         Ok(())
@@ -68,44 +83,57 @@ impl Merger {
     fn add_units(&mut self, units: &Units, len_ms: i64, offset: i64) {
         for heldout in [false, true] {
             let valid = group_valid(units, heldout, len_ms);
+            let members: Vec<usize> = (0..units.ids.len())
+                .filter(|&u| units.heldout[u] == heldout)
+                .collect();
+            let rows = parallel_map(&members, |&u| {
+                spike_rows(&units.spike_times[u], &valid, offset)
+            });
             let group = &mut self.groups[usize::from(heldout)];
-            for (u, &id) in units.ids.iter().enumerate() {
-                if units.heldout[u] != heldout {
-                    continue;
-                }
-                let merged = group.entry(id).or_default();
+            for (&u, rows) in members.iter().zip(rows) {
+                let merged = group.entry(units.ids[u]).or_default();
                 merged.ranges.extend(valid.shifted(offset));
-                let times = &units.spike_times[u];
-                merged.spikes.reserve(times.len());
-                merged.spikes.extend(
-                    times
-                        .iter()
-                        .map(|&t| spike_row(t))
-                        .filter(|&k| valid.contains(k))
-                        .map(|k| k + offset),
-                );
+                if merged.spikes.is_empty() {
+                    merged.spikes = rows;
+                } else {
+                    merged.spikes.extend(rows);
+                }
             }
         }
     }
 
-    fn add_series(&mut self, s: Series, rows: &[i64], offset: i64, len_ms: i64) {
+    fn add_series(&mut self, s: Series, rows: &[i64], offset: i64, len_ms: i64, keep: bool) {
         let idx = match self.series.iter().position(|f| f.name == s.name) {
             Some(idx) => idx,
             None => {
+                let n = s.n_channels();
                 self.series.push(FineSeries {
                     name: s.name.clone(),
                     channels: s.channels.clone(),
-                    values: vec![Vec::new(); s.n_channels()],
+                    valid: vec![Intervals::default(); n],
+                    values: if keep {
+                        vec![Vec::new(); n]
+                    } else {
+                        Vec::new()
+                    },
                 });
+                self.series_ranges.push(vec![Vec::new(); n]);
                 self.series.len() - 1
             }
         };
         let target = &mut self.series[idx];
-        let nc = s.n_channels().min(target.channels.len());
-        for (c, values) in target.values.iter_mut().enumerate().take(nc) {
-            values.resize((offset + len_ms) as usize, f64::NAN);
-            for (sample, &row) in rows.iter().enumerate() {
-                values[(row + offset) as usize] = s.data[sample * s.n_channels() + c];
+        let n = s.n_channels();
+        let nc = n.min(target.channels.len());
+        for c in 0..nc {
+            let value = |sample: usize| s.data[sample * n + c];
+            let runs = sampled_runs(rows, value, len_ms);
+            self.series_ranges[idx][c]
+                .extend(runs.into_iter().map(|(a, b)| (a + offset, b + offset)));
+            if let Some(values) = target.values.get_mut(c) {
+                values.resize((offset + len_ms) as usize, f64::NAN);
+                for (sample, &row) in rows.iter().enumerate() {
+                    values[(row + offset) as usize] = value(sample);
+                }
             }
         }
     }
@@ -159,10 +187,12 @@ impl Merger {
     pub(super) fn finish(self, folder: &Path) -> Session {
         let [heldin, heldout] = self.groups.map(unit_group);
         let mut series = self.series;
-        for s in &mut series {
+        for (s, ranges) in series.iter_mut().zip(self.series_ranges) {
             for v in &mut s.values {
                 v.resize(self.end as usize, f64::NAN);
+                interpolate_nans(v);
             }
+            s.valid = ranges.into_iter().map(Intervals::from_ranges).collect();
         }
         series.sort_by(|a, b| a.name.cmp(&b.name));
         Session {
@@ -187,6 +217,38 @@ fn unit_group(units: BTreeMap<i64, MergedUnit>) -> UnitGroup {
         group.valid.push(Intervals::from_ranges(unit.ranges));
     }
     group
+}
+
+/// The session rows of a unit's spikes that fall where its group is observed.
+fn spike_rows(times: &[f64], valid: &Intervals, offset: i64) -> Vec<i64> {
+    let mut rows = Vec::with_capacity(times.len());
+    let mut run = 0;
+    for &t in times {
+        let k = spike_row(t);
+        if valid.contains_near(k, &mut run) {
+            rows.push(k + offset);
+        }
+    }
+    rows
+}
+
+/// `f` of every item, the items shared among the cores; the result is in item order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads <= 1 || items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(&f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker panicked"))
+            .collect()
+    })
 }
 
 /// A file's length in 1 ms rows: the end of its last observation interval.
@@ -222,12 +284,38 @@ fn group_valid(units: &Units, heldout: bool, len_ms: i64) -> Intervals {
     )
 }
 
+/// Runs `[a, b)` of rows that hold a sample that is not NaN, where a row sampled twice takes its
+/// last sample (as writing the samples into a dense 1 ms column would).
+fn sampled_runs(rows: &[i64], value: impl Fn(usize) -> f64, len_ms: i64) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    let mut push = |row: i64| match runs.last_mut() {
+        Some(last) if last.1 == row => last.1 += 1,
+        _ => runs.push((row, row + 1)),
+    };
+    if rows.windows(2).all(|w| w[0] < w[1]) {
+        for (sample, &row) in rows.iter().enumerate() {
+            if !value(sample).is_nan() {
+                push(row);
+            }
+        }
+    } else {
+        let mut dense = vec![false; len_ms as usize];
+        for (sample, &row) in rows.iter().enumerate() {
+            dense[row as usize] = !value(sample).is_nan();
+        }
+        for (row, _) in dense.iter().enumerate().filter(|(_, &ok)| ok) {
+            push(row as i64);
+        }
+    }
+    runs
+}
+
 /// Grid rows of series samples, or `None` if any sample is off the 1 ms grid of `len_ms` rows.
 fn on_grid_rows(times: &[f64], len_ms: i64) -> Option<Vec<i64>> {
     times
         .iter()
         .map(|&t| {
-            let k = (t * 1000.0).round_ties_even();
+            let k = super::time::round_ties_even(t * 1000.0);
             let on_grid = super::time::np_round(k / 1000.0, 6) == super::time::np_round(t, 6);
             (on_grid && k >= 0.0 && (k as i64) < len_ms).then_some(k as i64)
         })
@@ -253,6 +341,17 @@ mod tests {
         };
         assert_eq!(offsets(&[1000, 500]), vec![0, 1100]);
         assert_eq!(offsets(&[1061, 10, 10]), vec![0, 1200, 1300]);
+    }
+
+    #[test]
+    fn sampled_runs_skip_nan_and_take_the_last_sample_of_a_row() {
+        let v = [1.0, f64::NAN, 2.0, 3.0, 4.0];
+        assert_eq!(
+            sampled_runs(&[0, 1, 2, 3, 7], |i| v[i], 8),
+            [(0, 1), (2, 4), (7, 8)]
+        );
+        let v = [1.0, 2.0, f64::NAN, 5.0];
+        assert_eq!(sampled_runs(&[0, 1, 1, 2], |i| v[i], 3), [(0, 1), (2, 3)]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::dataset::{BinWidth, DatasetName, Phase, Split};
+use super::dataset::{Behavior, BinWidth, DatasetName, Phase, Split};
 use super::files::{write_split, SplitFiles};
 use super::session::{nwb_files, Session, SessionError};
 use super::tensors::{build_split, TensorError};
@@ -106,7 +106,13 @@ fn load(dataset: DatasetName, folder: &Path, progress: bool) -> Result<Session, 
     let files = nwb_files(folder).map_err(session_err)?;
     let pb = bar(progress, files.len() as u64, "reading NWB");
     let started = Instant::now();
-    let session = Session::load_with_progress(folder, |p| {
+    // Of the continuous series only the behaviour variable's values reach a tensor.
+    let behaviour = match dataset.params().behavior {
+        Behavior::Series(name) => Some(name),
+        _ => None,
+    };
+    let keep = |name: &str| Some(name) == behaviour;
+    let session = Session::load_with_progress(folder, &keep, |p| {
         pb.set_message(
             p.file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -5,6 +5,8 @@
 //! Spikes need no code here: binning straight from spike rows gives the same sums
 //! (see `session::bin_unit`).
 
+use super::session::Intervals;
+
 /// Taps of scipy's `decimate(ftype='fir')` filter for factor `q`, normalised to sum 1.
 pub fn fir_taps(q: i64) -> Vec<f64> {
     let q = q as f64;
@@ -26,57 +28,60 @@ pub fn fir_taps(q: i64) -> Vec<f64> {
     raw.into_iter().map(|h| h / sum).collect()
 }
 
-/// Linear interpolation by position across NaN runs; leading and trailing NaNs take the
-/// nearest valid value (pandas `interpolate(limit_direction='both')`).
-pub fn interpolate_nans(x: &[f64]) -> Vec<f64> {
-    let mut out = x.to_vec();
-    let valid: Vec<usize> = (0..x.len()).filter(|&i| !x[i].is_nan()).collect();
-    let (Some(&first), Some(&last)) = (valid.first(), valid.last()) else {
-        return out;
-    };
-    out[..first].fill(x[first]);
-    out[last + 1..].fill(x[last]);
-    for pair in valid.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        if b > a + 1 {
-            let (ya, yb) = (x[a], x[b]);
-            for (i, v) in out.iter_mut().enumerate().take(b).skip(a + 1) {
-                *v = ya + (yb - ya) * ((i - a) as f64 / (b - a) as f64);
-            }
+/// Linear interpolation by position across NaN runs, in place; leading and trailing NaNs take
+/// the nearest valid value (pandas `interpolate(limit_direction='both')`).
+pub fn interpolate_nans(x: &mut [f64]) {
+    let mut last: Option<usize> = None;
+    for i in 0..x.len() {
+        if x[i].is_nan() {
+            continue;
         }
+        match last {
+            None => {
+                let v = x[i];
+                x[..i].fill(v);
+            }
+            Some(a) if i > a + 1 => {
+                let (ya, yb) = (x[a], x[i]);
+                for k in a + 1..i {
+                    x[k] = ya + (yb - ya) * ((k - a) as f64 / (i - a) as f64);
+                }
+            }
+            Some(_) => {}
+        }
+        last = Some(i);
     }
-    out
+    if let Some(a) = last {
+        let v = x[a];
+        x[a + 1..].fill(v);
+    }
 }
 
-/// A behaviour channel ready to be read at any bin: interpolated once, filtered on demand.
-pub struct Decimator {
-    raw_nan: Vec<bool>,
-    filled: Vec<f64>,
+/// A behaviour channel read at any bin: its 1 ms values with NaN runs already interpolated
+/// (see [`interpolate_nans`]), and the rows that held a sample; filtered on demand.
+pub struct Decimator<'a> {
+    filled: &'a [f64],
+    sampled: &'a Intervals,
     taps: Vec<f64>,
     q: i64,
 }
 
-impl Decimator {
-    pub fn new(x: &[f64], q: i64) -> Self {
-        let raw_nan: Vec<bool> = x.iter().map(|v| v.is_nan()).collect();
-        let filled = if raw_nan.iter().any(|&n| n) {
-            interpolate_nans(x)
-        } else {
-            x.to_vec()
-        };
+impl<'a> Decimator<'a> {
+    pub fn new(filled: &'a [f64], sampled: &'a Intervals, q: i64) -> Self {
         Decimator {
-            raw_nan,
             filled,
+            sampled,
             taps: fir_taps(q),
             q,
         }
     }
 
-    /// The decimated value of bin `j`, NaN if bin `j` is outside the data or its first row was NaN.
+    /// The decimated value of bin `j`, NaN if bin `j` is outside the data or its first row had
+    /// no sample.
     pub fn value(&self, j: i64) -> f64 {
         let n = self.filled.len() as i64;
         let centre = j * self.q;
-        if j < 0 || centre >= n || self.raw_nan[centre as usize] {
+        if j < 0 || centre >= n || !self.sampled.contains(centre) {
             return f64::NAN;
         }
         let lo = (centre - 250).max(0);
@@ -107,14 +112,19 @@ mod tests {
 
     #[test]
     fn interpolation_fills_gaps_and_ends() {
-        let x = [f64::NAN, 1.0, f64::NAN, f64::NAN, 4.0, f64::NAN];
-        assert_eq!(interpolate_nans(&x), vec![1.0, 1.0, 2.0, 3.0, 4.0, 4.0]);
+        let mut x = [f64::NAN, 1.0, f64::NAN, f64::NAN, 4.0, f64::NAN];
+        interpolate_nans(&mut x);
+        assert_eq!(x, [1.0, 1.0, 2.0, 3.0, 4.0, 4.0]);
+        let mut none = [f64::NAN; 3];
+        interpolate_nans(&mut none);
+        assert!(none.iter().all(|v| v.is_nan()));
     }
 
     #[test]
     fn constant_signal_passes_away_from_the_edges() {
         let x = vec![2.0; 2000];
-        let d = Decimator::new(&x, 5);
+        let sampled = Intervals(vec![(0, 2000)]);
+        let d = Decimator::new(&x, &sampled, 5);
         assert!((d.value(200) - 2.0).abs() < 1e-12);
         assert!(d.value(0) < 2.0, "zero padding at the start");
         assert!(d.value(400).is_nan(), "past the end");

@@ -45,6 +45,20 @@ impl Intervals {
         self.index_of(k).is_some()
     }
 
+    /// As [`Intervals::contains`] for rows asked in ascending order: `run` remembers where the
+    /// last answer was found, so a sorted walk costs one step per run instead of a search per
+    /// row. Any order still gives the right answer.
+    pub fn contains_near(&self, k: i64, run: &mut usize) -> bool {
+        let runs = &self.0;
+        if *run > 0 && runs.get(*run - 1).is_some_and(|&(_, b)| b > k) {
+            *run = runs.partition_point(|&(_, b)| b <= k);
+        }
+        while *run < runs.len() && runs[*run].1 <= k {
+            *run += 1;
+        }
+        *run < runs.len() && runs[*run].0 <= k
+    }
+
     /// The valid run holding row `k`, if any.
     pub fn run(&self, k: i64) -> Option<(i64, i64)> {
         self.index_of(k).map(|i| self.0[i])
@@ -56,8 +70,20 @@ impl Intervals {
 
     /// Sets `out[i]` to NaN where row `(first + i)·q` is not in the set, walking the runs once.
     pub fn mask_unobserved(&self, first: i64, q: i64, out: &mut [f64]) {
+        self.mask_unobserved_near(first, q, out, &mut 0);
+    }
+
+    /// As [`Intervals::mask_unobserved`], starting the walk at `run` (where the last call ended)
+    /// when the rows come after it, so ascending calls never search.
+    pub fn mask_unobserved_near(&self, first: i64, q: i64, out: &mut [f64], run: &mut usize) {
         let runs = &self.0;
-        let mut idx = runs.partition_point(|&(_, b)| b <= first * q);
+        let start = first * q;
+        let behind = *run > runs.len() || (*run > 0 && runs[*run - 1].1 > start);
+        let mut idx = if behind {
+            runs.partition_point(|&(_, b)| b <= start)
+        } else {
+            *run
+        };
         for (i, v) in out.iter_mut().enumerate() {
             let row = (first + i as i64) * q;
             while idx < runs.len() && runs[idx].1 <= row {
@@ -67,6 +93,7 @@ impl Intervals {
                 *v = f64::NAN;
             }
         }
+        *run = idx;
     }
 
     /// Normalises arbitrary ranges into sorted disjoint ones.
@@ -104,12 +131,16 @@ impl UnitGroup {
     }
 }
 
-/// A continuous series on the 1 ms grid, NaN where it has no sample.
+/// A continuous series on the 1 ms grid.
 #[derive(Debug, Clone)]
 pub struct FineSeries {
     pub name: String,
     pub channels: Vec<String>,
-    /// Per channel, one value per 1 ms row.
+    /// Per channel, the rows that hold a sample (not NaN): what a row's validity needs.
+    pub valid: Vec<Intervals>,
+    /// Per channel, one value per 1 ms row, rows without a sample filled by linear interpolation
+    /// (as the reference does before filtering; `valid` still says which rows were sampled);
+    /// held only for the series whose values were asked for (the behaviour variable), else empty.
     pub values: Vec<Vec<f64>>,
 }
 
@@ -177,33 +208,64 @@ pub fn nwb_files(folder: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl Session {
-    /// Loads every `.nwb` file of a folder and merges them (reference §3–§4).
+    /// Loads every `.nwb` file of a folder and merges them (reference §3–§4), keeping the
+    /// values of every series.
     pub fn load(folder: &Path) -> Result<Session> {
-        Self::load_with_progress(folder, |_| {})
+        Self::load_with_progress(folder, &|_| true, |_| {})
     }
 
-    /// As [`Session::load`], calling `on_file` after each file is read.
-    pub fn load_with_progress(folder: &Path, mut on_file: impl FnMut(&Path)) -> Result<Session> {
+    /// As [`Session::load`], keeping the 1 ms values only of the series `keep_values` names
+    /// (every series still marks the rows it covers), and calling `on_file` after each file.
+    pub fn load_with_progress(
+        folder: &Path,
+        keep_values: &dyn Fn(&str) -> bool,
+        mut on_file: impl FnMut(&Path),
+    ) -> Result<Session> {
         let mut merger = Merger::default();
         for path in nwb_files(folder)? {
-            merger.add(&NwbReader::open(&path)?)?;
+            merger.add(&NwbReader::open(&path)?, keep_values)?;
             on_file(&path);
         }
         Ok(merger.finish(folder))
     }
 }
 
+/// Where the last binning of a unit ended (its next spike and observed run), so that trials
+/// binned in time order walk each unit's spikes once instead of searching them per trial.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cursor {
+    spike: usize,
+    run: usize,
+}
+
 /// Spike counts of one unit in bins of `q` rows over bins `first..first+out.len()`:
 /// NaN where the bin's first row is unobserved (the reference's resampling rule).
-pub fn bin_unit(spikes: &[i64], valid: &Intervals, q: i64, first: i64, out: &mut [f64]) {
+/// `at` is updated to where this call ended; any order of calls gives the same counts.
+pub fn bin_unit(
+    spikes: &[i64],
+    valid: &Intervals,
+    q: i64,
+    first: i64,
+    out: &mut [f64],
+    at: &mut Cursor,
+) {
     out.fill(0.0);
     let start = first * q;
     let end = (first + out.len() as i64) * q;
-    let from = spikes.partition_point(|&k| k < start);
-    for &k in spikes[from..].iter().take_while(|&&k| k < end) {
-        out[(floor_div(k, q) - first) as usize] += 1.0;
+    let mut from = at.spike.min(spikes.len());
+    if from > 0 && spikes[from - 1] >= start {
+        from = spikes.partition_point(|&k| k < start);
     }
-    valid.mask_unobserved(first, q, out);
+    while from < spikes.len() && spikes[from] < start {
+        from += 1;
+    }
+    let mut next = from;
+    while next < spikes.len() && spikes[next] < end {
+        out[(floor_div(spikes[next], q) - first) as usize] += 1.0;
+        next += 1;
+    }
+    at.spike = next;
+    valid.mask_unobserved_near(first, q, out, &mut at.run);
 }
 
 /// Number of bins of width `q` rows covering `len_ms` rows (the last may be partial).
@@ -219,6 +281,10 @@ mod tests {
     fn intervals_merge_and_query() {
         let iv = Intervals::from_ranges(vec![(5, 10), (0, 3), (9, 12), (20, 20)]);
         assert_eq!(iv.0, vec![(0, 3), (5, 12)]);
+        let mut run = 0;
+        for k in [-1, 0, 2, 3, 4, 5, 11, 12, 30, 1, 6, 0, 13] {
+            assert_eq!(iv.contains_near(k, &mut run), iv.contains(k), "{k}");
+        }
         assert!(iv.contains(0) && !iv.contains(3) && iv.contains(11) && !iv.contains(12));
         assert_eq!(iv.run(7), Some((5, 12)));
         assert_eq!(iv.run(4), None);
@@ -229,7 +295,7 @@ mod tests {
         let valid = Intervals(vec![(2, 9)]);
         let spikes = vec![2, 3, 3, 4, 8];
         let mut out = vec![0.0; 3];
-        bin_unit(&spikes, &valid, 3, 0, &mut out);
+        bin_unit(&spikes, &valid, 3, 0, &mut out, &mut Cursor::default());
         assert!(out[0].is_nan(), "row 0 unobserved");
         assert_eq!(out[1], 3.0);
         assert_eq!(out[2], 1.0);

@@ -5,7 +5,7 @@ use super::dataset::{Behavior, BinWidth, DatasetParams, Phase, Window, FP_LEN_MS
 use super::jitter::dmfc_jitter;
 use super::psth::{self, Psth};
 use super::resample::Decimator;
-use super::session::{bin_unit, n_bins, Session, UnitGroup};
+use super::session::{bin_unit, n_bins, Cursor, Session, UnitGroup};
 use super::time::NS_PER_MS;
 use super::windows::{cut, MissingField, TrialWindow, WindowCut};
 
@@ -100,19 +100,20 @@ impl<'s> Binned<'s> {
         trials: &[(TrialWindow, Vec<i64>)],
         len: usize,
         threads: usize,
-        fill: impl Fn(usize, i64, &mut [f64]) + Sync,
+        fill: impl Fn(usize, i64, &mut [f64], &mut Cursor) + Sync,
     ) -> Tensor<f32> {
         let mut data = vec![f32::NAN; trials.len() * len * n_units];
         let stride = (len * n_units).max(1);
         let run = |trials: &[(TrialWindow, Vec<i64>)], data: &mut [f32]| {
             let mut buf = Vec::new();
+            let mut cursors = vec![Cursor::default(); n_units];
             for ((_, rows), out) in trials.iter().zip(data.chunks_mut(stride)) {
                 let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
                     continue;
                 };
                 buf.resize((last - first + 1) as usize, 0.0);
-                for u in 0..n_units {
-                    fill(u, first, &mut buf);
+                for (u, cursor) in cursors.iter_mut().enumerate() {
+                    fill(u, first, &mut buf, cursor);
                     for (i, &j) in rows.iter().enumerate() {
                         out[i * n_units + u] = buf[(j - first) as usize] as f32;
                     }
@@ -140,8 +141,9 @@ impl<'s> Binned<'s> {
         len: usize,
     ) -> Tensor<f32> {
         let q = self.q();
-        self.per_unit(group.len(), trials, len, 1, |u, first, buf| {
-            bin_unit(&group.spikes[u], &group.valid[u], q, first, buf)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.per_unit(group.len(), trials, len, threads, |u, first, buf, at| {
+            bin_unit(&group.spikes[u], &group.valid[u], q, first, buf, at)
         })
     }
 
@@ -157,7 +159,7 @@ impl<'s> Binned<'s> {
     ) -> Tensor<f32> {
         let q = self.q();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.per_unit(n_units, trials, len, threads, |u, first, buf| {
+        self.per_unit(n_units, trials, len, threads, |u, first, buf, _| {
             for (i, v) in buf.iter_mut().enumerate() {
                 let start = (first + i as i64) * q;
                 *v = (start..start + q)
@@ -265,7 +267,8 @@ impl<'s> Binned<'s> {
                 let decimators: Vec<Decimator> = series
                     .values
                     .iter()
-                    .map(|v| Decimator::new(v, self.q()))
+                    .zip(&series.valid)
+                    .map(|(v, sampled)| Decimator::new(v, sampled, self.q()))
                     .collect();
                 let mut data = vec![f32::NAN; windows.len() * lmax * nc];
                 for (t, w) in windows.iter().enumerate() {
@@ -295,13 +298,11 @@ fn frame_validity(session: &Session, q: i64, n: i64) -> Vec<bool> {
     for (v, p) in valid.iter_mut().zip(&probe) {
         *v = !p.is_nan();
     }
-    for s in &session.series {
-        for ch in &s.values {
-            for (j, v) in valid.iter_mut().enumerate() {
-                if ch[j * q as usize].is_nan() {
-                    *v = false;
-                }
-            }
+    for iv in session.series.iter().flat_map(|s| &s.valid) {
+        probe.fill(0.0);
+        iv.mask_unobserved(0, q, &mut probe);
+        for (v, p) in valid.iter_mut().zip(&probe) {
+            *v &= !p.is_nan();
         }
     }
     valid

@@ -114,7 +114,10 @@ impl<T> Ragged<T> {
         let mut start = 0;
         for &end in &ends {
             if end < start || end > values.len() {
-                return Err(format!("index {end} out of range {start}..{}", values.len()));
+                return Err(format!(
+                    "index {end} out of range {start}..{}",
+                    values.len()
+                ));
             }
             start = end;
         }
@@ -175,7 +178,10 @@ mod tests {
     #[test]
     fn ragged_rows_and_bad_offsets() {
         let r = Ragged::from_rows(vec![vec![1, 2], vec![], vec![3]]);
-        assert_eq!((r.len(), &r[0], &r[1], &r[2]), (3, &[1, 2][..], &[][..], &[3][..]));
+        assert_eq!(
+            (r.len(), &r[0], &r[1], &r[2]),
+            (3, &[1, 2][..], &[][..], &[3][..])
+        );
         assert_eq!(r.iter().flatten().copied().collect::<Vec<_>>(), [1, 2, 3]);
         assert!(Ragged::new(vec![1, 2], vec![1, 3]).is_err());
         assert!(Ragged::new(vec![1, 2], vec![2, 1]).is_err());
