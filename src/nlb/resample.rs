@@ -43,8 +43,8 @@ pub fn interpolate_nans(x: &mut [f64]) {
             }
             Some(a) if i > a + 1 => {
                 let (ya, yb) = (x[a], x[i]);
-                for k in a + 1..i {
-                    x[k] = ya + (yb - ya) * ((k - a) as f64 / (i - a) as f64);
+                for (k, v) in x.iter_mut().enumerate().take(i).skip(a + 1) {
+                    *v = ya + (yb - ya) * ((k - a) as f64 / (i - a) as f64);
                 }
             }
             Some(_) => {}
