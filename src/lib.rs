@@ -10,6 +10,7 @@ pub mod model;
 pub mod nlb;
 pub mod nwb;
 pub mod quickstart;
+pub mod runtime;
 pub mod submit;
 pub mod synth;
 pub mod train;

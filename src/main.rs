@@ -14,6 +14,10 @@ use langevin::train;
 #[derive(Parser)]
 #[command(name = "langevin", version, about)]
 struct Cli {
+    /// Threads for training kernels, HDF5 compression, preprocessing and evaluation (default:
+    /// every core). A run is reproducible for a given seed, backend and thread count.
+    #[arg(long, global = true, env = "LANGEVIN_THREADS")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,8 +60,8 @@ struct SubmitArgs {
     /// Trials per forward pass.
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// ndarray (CPU), or wgpu / cuda when built with those cargo features.
-    #[arg(long, default_value = "ndarray")]
+    /// flex or ndarray (CPU), or wgpu / cuda when built with those cargo features.
+    #[arg(long, default_value = "flex")]
     backend: String,
     #[arg(long, env = "RUNS_HOME", default_value = "runs")]
     runs_home: PathBuf,
@@ -80,8 +84,8 @@ struct TrainArgs {
     /// Continue the run from its last checkpoint (only train.epochs and logging may change).
     #[arg(long)]
     resume: bool,
-    /// ndarray (CPU), or wgpu / cuda when built with those cargo features.
-    #[arg(long, default_value = "ndarray")]
+    /// flex or ndarray (CPU), or wgpu / cuda when built with those cargo features.
+    #[arg(long, default_value = "flex")]
     backend: String,
     /// Where runs are written: RUNS_HOME/{run_tag}/{dataset}-{bw:02}ms-{phase}/.
     #[arg(long, env = "RUNS_HOME", default_value = "runs")]
@@ -362,9 +366,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    langevin::h5::set_io_threads(cores);
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    langevin::runtime::configure(cli.threads);
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

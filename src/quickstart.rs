@@ -98,7 +98,7 @@ pub fn run(
         runs_home: runs_home.clone(),
         prep_home: prep_home.clone(),
         files: files.clone(),
-        backend: BackendKind::NdArray,
+        backend: BackendKind::Flex,
         resume: false,
         progress,
         stop: None,
@@ -112,7 +112,7 @@ pub fn run(
         seed: 0,
         prep_home: prep_home.clone(),
         files: files.clone(),
-        backend: BackendKind::NdArray,
+        backend: BackendKind::Flex,
         batch: 64,
     })?;
     let split_dir = SPLIT.dir(&prep_home).path().to_path_buf();

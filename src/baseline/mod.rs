@@ -315,10 +315,7 @@ fn fit_neurons(
     opts: &BaselineOptions,
 ) -> Result<Vec<NeuronResult>, BaselineError> {
     let n_out = targets.ncols();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(n_out)
-        .max(1);
+    let threads = crate::runtime::threads().min(n_out).max(1);
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<Result<NeuronResult, GlmError>>>> =

@@ -94,7 +94,7 @@ pub(super) fn write_chunks<T: H5Type>(
     let src = as_bytes(values);
     let size = T::element_size();
     let coords = chunk_coords(shape, chunk);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::runtime::threads();
     let per = coords.len().div_ceil(threads).max(1);
     let compressed: Vec<std::io::Result<Vec<u8>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = coords

@@ -58,16 +58,6 @@ impl Floats {
     }
 }
 
-/// Sets how many threads the HDF5 layer may use to inflate and deflate chunks (it defaults to
-/// half the cores). Call before the first HDF5 access; later calls have no effect.
-pub fn set_io_threads(threads: usize) {
-    if std::env::var_os("RUST_HDF5_IO_THREADS").is_none() {
-        // The variable is read once, when the layer's pool is first built; main sets it before
-        // any thread is started.
-        std::env::set_var("RUST_HDF5_IO_THREADS", threads.max(1).to_string());
-    }
-}
-
 /// Asks Linux to back a large, not yet touched buffer with 2 MiB pages (a hint only).
 fn advise_huge_pages<T>(v: &[T]) {
     #[cfg(target_os = "linux")]

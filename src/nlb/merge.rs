@@ -234,7 +234,7 @@ fn spike_rows(times: &[f64], valid: &Intervals, offset: i64) -> Vec<i64> {
 
 /// `f` of every item, the items shared among the cores; the result is in item order.
 fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::runtime::threads();
     if threads <= 1 || items.len() <= 1 {
         return items.iter().map(f).collect();
     }

@@ -278,7 +278,7 @@ fn mean_by_align_time(
         .iter()
         .flat_map(|g| (0..g.len()).map(move |u| (*g, u)))
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::runtime::threads();
     let chunk = units.len().div_ceil(threads).max(1);
     let mut sum = vec![0.0; slots * n_cols];
     let mut count = vec![0u32; slots * n_cols];

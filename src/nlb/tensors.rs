@@ -141,7 +141,7 @@ impl<'s> Binned<'s> {
         len: usize,
     ) -> Tensor<f32> {
         let q = self.q();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = crate::runtime::threads();
         self.per_unit(group.len(), trials, len, threads, |u, first, buf, at| {
             bin_unit(&group.spikes[u], &group.valid[u], q, first, buf, at)
         })
@@ -158,7 +158,7 @@ impl<'s> Binned<'s> {
         len: usize,
     ) -> Tensor<f32> {
         let q = self.q();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = crate::runtime::threads();
         self.per_unit(n_units, trials, len, threads, |u, first, buf, _| {
             for (i, v) in buf.iter_mut().enumerate() {
                 let start = (first + i as i64) * q;

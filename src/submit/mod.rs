@@ -152,6 +152,7 @@ pub struct SubmitReport {
 /// and listed; the file holds every split that worked. If none did, nothing is written.
 pub fn run(opts: &SubmitOptions) -> Result<SubmitReport, SubmitError> {
     match opts.backend {
+        BackendKind::Flex => submit::<burn::backend::Flex>(opts, &Default::default()),
         BackendKind::NdArray => {
             submit::<burn::backend::NdArray<f32>>(opts, &burn::backend::ndarray::NdArrayDevice::Cpu)
         }

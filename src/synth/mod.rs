@@ -327,7 +327,7 @@ fn write_file(
 /// seeded from the dataset seed, the file and the unit, so the result does not depend on the
 /// number of threads.
 fn draw_spikes(pop: &Population, units: &[usize], file: &FilePlan, base: u64) -> Vec<Vec<f64>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::runtime::threads();
     let chunk = units.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = units

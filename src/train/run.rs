@@ -31,7 +31,10 @@ use crate::nlb::files::SplitFiles;
 /// Which Burn backend trains; only those compiled in (cargo features `wgpu`, `cuda`) can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
-    /// CPU, always available.
+    /// CPU, always available: burn-flex (SIMD kernels, `gemm` matrix products, rayon threads),
+    /// the faster of Burn's two CPU backends on this model.
+    Flex,
+    /// CPU, always available: burn-ndarray.
     NdArray,
     /// Any GPU through WebGPU (feature `wgpu`).
     Wgpu,
@@ -42,7 +45,7 @@ pub enum BackendKind {
 impl BackendKind {
     /// The backends this binary was built with.
     pub fn compiled() -> Vec<BackendKind> {
-        let mut out = vec![BackendKind::NdArray];
+        let mut out = vec![BackendKind::Flex, BackendKind::NdArray];
         if cfg!(feature = "wgpu") {
             out.push(BackendKind::Wgpu);
         }
@@ -55,6 +58,7 @@ impl BackendKind {
     /// The name `--backend` takes.
     pub fn as_str(self) -> &'static str {
         match self {
+            BackendKind::Flex => "flex",
             BackendKind::NdArray => "ndarray",
             BackendKind::Wgpu => "wgpu",
             BackendKind::Cuda => "cuda",
@@ -80,6 +84,7 @@ impl FromStr for BackendKind {
                 .join(", ")
         };
         let kind = match s {
+            "flex" | "cpu" => BackendKind::Flex,
             "ndarray" => BackendKind::NdArray,
             "wgpu" => BackendKind::Wgpu,
             "cuda" => BackendKind::Cuda,
@@ -208,6 +213,7 @@ pub fn summary_text(s: &TrainSummary) -> String {
 /// Trains as `opts` says, on the chosen backend, and returns the run's summary.
 pub fn run(opts: &TrainOptions) -> Result<TrainSummary, TrainError> {
     match opts.backend {
+        BackendKind::Flex => train::<burn::backend::Flex>(opts, &Default::default()),
         BackendKind::NdArray => {
             train::<burn::backend::NdArray<f32>>(opts, &burn::backend::ndarray::NdArrayDevice::Cpu)
         }

@@ -1,0 +1,57 @@
+//! Process-wide settings: how many threads every parallel part uses, and how the allocator
+//! treats the large, short-lived buffers training makes.
+//!
+//! [`configure`] runs once at start-up, before any work (the command line calls it from
+//! `--threads` / `LANGEVIN_THREADS`); everything that splits work across threads asks
+//! [`threads`], so one number governs training kernels, HDF5 compression, preprocessing and
+//! evaluation alike.
+
+use std::sync::OnceLock;
+
+static THREADS: OnceLock<usize> = OnceLock::new();
+
+/// The cores this machine offers.
+pub fn available() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Threads each parallel part of the crate may use: what [`configure`] set, else every core.
+pub fn threads() -> usize {
+    *THREADS.get().unwrap_or(&available())
+}
+
+/// Sets the thread count for the rest of the process (`None`: every core) and tunes the
+/// allocator. Later calls change nothing.
+pub fn configure(threads: Option<usize>) {
+    let n = threads.unwrap_or_else(available).max(1);
+    if THREADS.set(n).is_err() {
+        return;
+    }
+    // Burn's CPU kernels (burn-flex, burn-ndarray) run on rayon's global pool; a second call
+    // (a test harness that already built it) keeps whatever pool exists.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    // The HDF5 layer and ndarray's matrix multiply read their own variables, once, on first use.
+    for var in ["RUST_HDF5_IO_THREADS", "MATMUL_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, n.to_string());
+        }
+    }
+    keep_freed_memory();
+}
+
+/// A training step allocates and frees hundreds of tensors of tens of megabytes. glibc hands
+/// every allocation above its mmap threshold straight to the kernel and back (and returns freed
+/// heap tops to it), so each one is faulted in and zeroed page by page again. Fixing the
+/// threshold at its largest allowed value (32 MiB) and trimming only above 1 GiB makes freed
+/// blocks reusable; the heap then stays near the step's peak.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before other threads
+    // allocate (at start-up) and takes plain integers.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
