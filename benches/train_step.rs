@@ -1,33 +1,59 @@
-//! One training step (forward + backward + Adam) of the published MC_Maze model
-//! (`configs/maze.toml`: H = 64, D = 64, 4 channels, 2 heads, d_ff 512, coordinated dropout) on
-//! a batch of 256 trials with 137 held-in and 182 neurons, on Burn's ndarray backend:
-//! at 20 ms (T + Tf = 35 + 10 = 45 bins) and at 5 ms (T + Tf = 140 + 40 = 180 bins).
+//! One training step (forward + backward + Adam) of the published model: `configs/maze.toml`
+//! (H = D = 280, d_model 840, 4 channels, 2 heads, d_ff 512, coordinated dropout; 4.5 M
+//! parameters) on a batch of 256 MC_Maze trials with 137 held-in of 182 neurons, at 20 ms
+//! (T + Tf = 35 + 10 = 45 bins) and 5 ms (140 + 40 = 180 bins), and `configs/maze_small.toml` on
+//! MC_Maze_Small at 5 ms (batch 75, 107 + 35 neurons), on the default CPU backend (burn-flex) at
+//! one thread and at every core; the 20 ms step also on burn-ndarray.
 //!
 //! Before the timings it prints the peak heap in use during one step of each size, measured by
-//! a counting global allocator (the baseline of the model, data and optimiser state is
-//! subtracted, so the number is what the step itself needs on top).
+//! a counting global allocator (the model, data and optimiser state are subtracted, so the
+//! number is what the step itself needs on top).
 //!
 //!     cargo bench --bench train_step
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex, NdArray};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Distribution;
 use langevin::model::LangevinFlow;
 use langevin::train::optim::{adam, Optim};
 use langevin::train::RunConfig;
 
-type B = Autodiff<NdArray<f32>>;
-
 const MAZE: &str = include_str!("../configs/maze.toml");
-const BATCH: usize = 256;
-const N_HELDIN: usize = 137;
-const N_NEURONS: usize = 182;
-/// (observed, forward) bins at 20 ms and at 5 ms.
-const SIZES: [(usize, usize); 2] = [(35, 10), (140, 40)];
+const MAZE_SMALL: &str = include_str!("../configs/maze_small.toml");
+
+/// A benchmarked shape: config, batch, held-in and all neurons, observed and forward bins.
+#[derive(Clone, Copy)]
+struct Shape {
+    config: &'static str,
+    batch: usize,
+    heldin: usize,
+    neurons: usize,
+    bins: (usize, usize),
+}
+
+const MAZE_20: Shape = Shape {
+    config: MAZE,
+    batch: 256,
+    heldin: 137,
+    neurons: 182,
+    bins: (35, 10),
+};
+const MAZE_5: Shape = Shape {
+    bins: (140, 40),
+    ..MAZE_20
+};
+const SMALL_5: Shape = Shape {
+    config: MAZE_SMALL,
+    batch: 75,
+    heldin: 107,
+    neurons: 142,
+    bins: (140, 40),
+};
 
 struct Counting;
 
@@ -66,7 +92,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-struct Setup {
+struct Setup<B: AutodiffBackend> {
     model: LangevinFlow<B>,
     optim: Optim<B>,
     x: Tensor<B, 3>,
@@ -74,18 +100,19 @@ struct Setup {
     lr: f64,
 }
 
-fn setup((t_obs, t_fwd): (usize, usize)) -> Setup {
-    let config = RunConfig::from_toml(MAZE).expect("configs/maze.toml parses");
+fn setup<B: AutodiffBackend>(shape: Shape) -> Setup<B> {
+    let config = RunConfig::from_toml(shape.config).expect("published config parses");
     let device = Default::default();
     B::seed(&device, 0);
     let model = config
         .model
-        .init::<B>(N_HELDIN, N_NEURONS, &device)
+        .init::<B>(shape.heldin, shape.neurons, &device)
         .expect("published model is valid");
-    let rates = Distribution::Uniform(0.0, 2.0);
-    let counts = |dims: [usize; 3]| Tensor::<B, 3>::random(dims, rates, &device).floor();
-    let y = counts([BATCH, t_obs + t_fwd, N_NEURONS]);
-    let x = y.clone().slice([0..BATCH, 0..t_obs, 0..N_HELDIN]);
+    let (t_obs, t_fwd) = shape.bins;
+    let rates = Distribution::Uniform(0.0, 1.2);
+    let y =
+        Tensor::<B, 3>::random([shape.batch, t_obs + t_fwd, shape.neurons], rates, &device).floor();
+    let x = y.clone().slice([0..shape.batch, 0..t_obs, 0..shape.heldin]);
     Setup {
         model,
         optim: adam::<B>(&config.train, config.train.weight_decay),
@@ -96,7 +123,7 @@ fn setup((t_obs, t_fwd): (usize, usize)) -> Setup {
 }
 
 /// The body of the training loop for one minibatch (as `train::run` does it, minus logging).
-fn step(s: Setup) -> LangevinFlow<B> {
+fn step<B: AutodiffBackend>(s: Setup<B>) -> LangevinFlow<B> {
     let Setup {
         model,
         mut optim,
@@ -104,32 +131,83 @@ fn step(s: Setup) -> LangevinFlow<B> {
         y,
         lr,
     } = s;
-    let loss = model.training_loss(x, y, 10);
+    let loss = model.training_loss(x, y, 250);
     let grads = GradientsParams::from_grads(loss.total.backward(), &model);
     optim.step(lr, model, grads)
 }
 
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+fn peak_mib<B: AutodiffBackend>(shape: Shape) -> f64 {
+    let s = setup::<B>(shape);
+    let base = IN_USE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    drop(step(s));
+    (PEAK.load(Ordering::Relaxed) - base) as f64 / (1 << 20) as f64
+}
+
 fn main() {
-    for size in SIZES {
-        let s = setup(size);
-        let base = IN_USE.load(Ordering::Relaxed);
-        PEAK.store(base, Ordering::Relaxed);
-        drop(step(s));
-        let peak = PEAK.load(Ordering::Relaxed) - base;
+    langevin::runtime::configure(None);
+    for (name, shape) in [("maze", MAZE_20), ("maze", MAZE_5), ("maze_small", SMALL_5)] {
+        let (t, f) = shape.bins;
         println!(
-            "peak heap of one step, batch {BATCH}, T + Tf = {}: {:.0} MiB",
-            size.0 + size.1,
-            peak as f64 / (1 << 20) as f64
+            "peak heap of one step, {name} batch {}, T + Tf = {}: {:.0} MiB (flex)",
+            shape.batch,
+            t + f,
+            peak_mib::<Autodiff<Flex>>(shape)
         );
     }
+    println!(
+        "peak heap of one step, maze batch 256, T + Tf = 45: {:.0} MiB (ndarray)",
+        peak_mib::<Autodiff<NdArray<f32>>>(MAZE_20)
+    );
     divan::main();
 }
 
-#[divan::bench(args = [45, 180], sample_count = 5, sample_size = 1)]
-fn maze_step(bencher: divan::Bencher, total_bins: usize) {
-    let size = SIZES
+fn shape_of(total_bins: usize) -> Shape {
+    [MAZE_20, MAZE_5]
         .into_iter()
-        .find(|(t, f)| t + f == total_bins)
-        .expect("a benchmarked size");
-    bencher.with_inputs(|| setup(size)).bench_local_values(step);
+        .find(|s| s.bins.0 + s.bins.1 == total_bins)
+        .expect("a benchmarked size")
+}
+
+fn bench_on<B: AutodiffBackend>(bencher: divan::Bencher, shape: Shape, threads: usize) {
+    let pool = pool(threads);
+    bencher
+        .with_inputs(|| setup::<B>(shape))
+        .bench_local_values(|s| pool.install(|| step(s)));
+}
+
+/// MC_Maze, every core, burn-flex.
+#[divan::bench(args = [45, 180], sample_count = 3, sample_size = 1)]
+fn maze_step(bencher: divan::Bencher, total_bins: usize) {
+    bench_on::<Autodiff<Flex>>(bencher, shape_of(total_bins), langevin::runtime::threads());
+}
+
+/// MC_Maze, one thread, burn-flex.
+#[divan::bench(args = [45, 180], sample_count = 3, sample_size = 1)]
+fn maze_step_1_thread(bencher: divan::Bencher, total_bins: usize) {
+    bench_on::<Autodiff<Flex>>(bencher, shape_of(total_bins), 1);
+}
+
+/// MC_Maze at 20 ms, every core, burn-ndarray.
+#[divan::bench(args = [45], sample_count = 3, sample_size = 1)]
+fn maze_step_ndarray(bencher: divan::Bencher, total_bins: usize) {
+    bench_on::<Autodiff<NdArray<f32>>>(bencher, shape_of(total_bins), langevin::runtime::threads());
+}
+
+/// MC_Maze_Small at 5 ms, every core and one thread, burn-flex.
+#[divan::bench(args = [1, 0], sample_count = 3, sample_size = 1)]
+fn maze_small_step(bencher: divan::Bencher, threads: usize) {
+    let threads = if threads == 0 {
+        langevin::runtime::threads()
+    } else {
+        threads
+    };
+    bench_on::<Autodiff<Flex>>(bencher, SMALL_5, threads);
 }

@@ -41,17 +41,18 @@ pub fn configure(threads: Option<usize>) {
     keep_freed_memory();
 }
 
-/// A training step allocates and frees hundreds of tensors of tens of megabytes. glibc hands
-/// every allocation above its mmap threshold straight to the kernel and back (and returns freed
-/// heap tops to it), so each one is faulted in and zeroed page by page again. Fixing the
-/// threshold at its largest allowed value (32 MiB) and trimming only above 1 GiB makes freed
-/// blocks reusable; the heap then stays near the step's peak.
+/// A training step allocates and frees hundreds of tensors of tens to hundreds of megabytes.
+/// glibc hands every allocation above its mmap threshold (at most 32 MiB) straight to the kernel
+/// and back, and returns freed heap tops to it, so each tensor is faulted in and zeroed page by
+/// page again: a fifth of a step at 20 ms, more at 5 ms. Never mapping blocks separately and
+/// trimming only above 1 GiB makes freed blocks reusable; the heap then stays near the step's
+/// peak (measured: 20 ms step on 2 threads 3.18 s → 2.80 s, 5 ms step 16.5 s → 13.4 s).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; it is called before other threads
-    // allocate (at start-up) and takes plain integers.
+    // SAFETY: mallopt only changes allocator parameters; it is called at start-up, before other
+    // threads allocate, and takes plain integers.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }

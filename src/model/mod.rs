@@ -35,7 +35,7 @@ pub use potential::Potential;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LangevinFlowConfig {
-    /// Encoder state size `H` (64; not fixed by the spec).
+    /// Encoder state size `H` (280, as every training script of the release sets it).
     pub hidden_size: usize,
     /// Latent size `D`; `None` means `D = H`.
     pub latent_size: Option<usize>,
@@ -69,7 +69,7 @@ pub struct LangevinFlowConfig {
 impl Default for LangevinFlowConfig {
     fn default() -> Self {
         Self {
-            hidden_size: 64,
+            hidden_size: 280,
             latent_size: None,
             channels: 4,
             dropout: 0.05,
@@ -489,12 +489,12 @@ mod tests {
     fn config_defaults_round_trip_and_reject_unknown_fields() {
         let cfg: LangevinFlowConfig = toml::from_str("").unwrap();
         assert_eq!(cfg, LangevinFlowConfig::default());
-        assert_eq!(cfg.latent(), 64);
-        assert_eq!(cfg.d_model(), 192);
+        assert_eq!(cfg.latent(), 280);
+        assert_eq!(cfg.d_model(), 840);
         let cfg: LangevinFlowConfig =
             toml::from_str("encoder_input = \"previous\"\ngamma = 0.7\nlatent_size = 32").unwrap();
         assert_eq!(cfg.encoder_input, EncoderInput::Previous);
-        assert_eq!(cfg.d_model(), 128);
+        assert_eq!(cfg.d_model(), 344);
         let back: LangevinFlowConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(back, cfg);
         assert!(toml::from_str::<LangevinFlowConfig>("hiden_size = 3").is_err());
@@ -503,11 +503,11 @@ mod tests {
     #[test]
     fn validate_names_the_broken_constraint() {
         let heads = LangevinFlowConfig {
-            n_heads: 5,
+            n_heads: 11,
             ..Default::default()
         };
         let msg = heads.validate().unwrap_err().to_string();
-        assert!(msg.contains("n_heads (5)") && msg.contains("192"), "{msg}");
+        assert!(msg.contains("n_heads (11)") && msg.contains("840"), "{msg}");
         let channels = LangevinFlowConfig {
             latent_size: Some(30),
             n_heads: 1,
