@@ -38,6 +38,32 @@ enum Command {
     Train(TrainArgs),
     /// Write the EvalAI submission file of a run (every trained split of one phase).
     Submit(SubmitArgs),
+    /// Hold back a seeded share of a train_input.h5's trials as a val split to develop against.
+    Holdout(HoldoutArgs),
+}
+
+#[derive(Args)]
+struct HoldoutArgs {
+    /// An nlb_tools train_input.h5 (held-in, held-out and forward spikes, behaviour).
+    #[arg(long)]
+    input: PathBuf,
+    /// The dataset its trials come from.
+    #[arg(long)]
+    dataset: DatasetName,
+    /// Bin width of the input file in ms.
+    #[arg(long, default_value_t = 5)]
+    input_bin_width: u32,
+    /// Bin width of the split (a multiple of the input's; bins are summed).
+    #[arg(long, default_value = "20")]
+    bin_width: BinWidth,
+    /// Share of the trials held back as evaluation trials.
+    #[arg(long, default_value_t = 0.2)]
+    eval_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the split folder {dataset}-{bw:02}ms-val is written.
+    #[arg(long, env = "PREP_HOME", default_value = "prep")]
+    prep_home: PathBuf,
 }
 
 #[derive(Args)]
@@ -48,9 +74,9 @@ struct SubmitArgs {
     /// val or test (default: the phase of the run's splits).
     #[arg(long)]
     phase: Option<Phase>,
-    /// best (lowest validation value) or last.
-    #[arg(long, default_value = "best")]
-    checkpoint: String,
+    /// best (lowest validation value) or last (default: each run's train.submit_checkpoint).
+    #[arg(long)]
+    checkpoint: Option<String>,
     /// Stochastic passes averaged per trial (default: each run's model.n_samples).
     #[arg(long)]
     samples: Option<usize>,
@@ -261,6 +287,27 @@ fn baseline(args: BaselineArgs) -> Result<()> {
     Ok(())
 }
 
+fn holdout(args: HoldoutArgs) -> Result<()> {
+    use langevin::nlb::holdout::{holdout, HoldoutOptions};
+    let report = holdout(&HoldoutOptions {
+        input: args.input,
+        input_bin_ms: args.input_bin_width,
+        dataset: args.dataset,
+        bin_width: args.bin_width,
+        eval_fraction: args.eval_fraction,
+        seed: args.seed,
+        prep_home: args.prep_home,
+    })?;
+    println!(
+        "{}: {} train, {} eval trials (eval = input trials {:?})",
+        report.dir.display(),
+        report.train_trials,
+        report.eval_trials,
+        report.eval_indices
+    );
+    Ok(())
+}
+
 fn synth(args: SynthArgs) -> Result<()> {
     let dataset: DatasetName = args.dataset.parse()?;
     let scale: langevin::synth::Scale = args.scale.parse().map_err(anyhow::Error::msg)?;
@@ -326,7 +373,11 @@ fn submit(args: SubmitArgs) -> Result<()> {
         runs_home: args.runs_home,
         run_tag: args.run_tag,
         phase: args.phase,
-        checkpoint: args.checkpoint.parse().map_err(anyhow::Error::msg)?,
+        checkpoint: args
+            .checkpoint
+            .map(|c| c.parse())
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
         samples: args.samples,
         seed: args.seed,
         prep_home: args.prep_home,
@@ -354,6 +405,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Quickstart(args) => quickstart(args).context("quickstart failed"),
         Command::Train(args) => train(args).context("train failed"),
         Command::Submit(args) => submit(args).context("submit failed"),
+        Command::Holdout(args) => holdout(args).context("holdout failed"),
     }
 }
 

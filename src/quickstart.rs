@@ -107,7 +107,7 @@ pub fn run(
         runs_home,
         run_tag,
         phase: Some(SPLIT.phase),
-        checkpoint: CheckpointKind::Best,
+        checkpoint: Some(CheckpointKind::Best),
         samples: None,
         seed: 0,
         prep_home: prep_home.clone(),

@@ -10,7 +10,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
 
-use super::{dropout, uniform_linear};
+use super::{dropout, uniform_linear, Noise};
 
 /// LayerNorm epsilon, PyTorch's default.
 const LAYER_NORM_EPS: f64 = 1e-5;
@@ -18,6 +18,21 @@ const LAYER_NORM_EPS: f64 = 1e-5;
 /// T-Fixup gain for a one-layer encoder: `0.67 · N^(-1/4)` with `N = 3`.
 fn t_fixup_gain() -> f64 {
     0.67 * 3f64.powf(-0.25)
+}
+
+/// Sizes and switches of a [`Decoder`].
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderSettings {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub d_ff: usize,
+    pub n_neurons: usize,
+    pub dropout: f64,
+    /// Dropout of the attention weights (the release drops 5 %).
+    pub attention_dropout: f64,
+    /// Whether T-Fixup scales the value projection too (spec §5; the release means to but
+    /// never does).
+    pub scale_value: bool,
 }
 
 /// One Transformer encoder layer and the readout.
@@ -50,20 +65,25 @@ pub struct Decoder<B: Backend> {
     /// Dropout after attention, inside and after the feed-forward (training only).
     #[module(skip)]
     pub dropout: f64,
+    /// Dropout of the attention weights (training only; 0 by default, 0.05 in the release).
+    #[module(skip)]
+    pub attention_dropout: f64,
 }
 
 impl<B: Backend> Decoder<B> {
     /// PyTorch's `TransformerEncoderLayer` default init (packed Xavier-uniform `q,k,v` with zero
     /// biases, zero output-projection bias, `±1/sqrt(fan_in)` elsewhere), then the T-Fixup
     /// scaling of spec §5, which lets a post-norm layer train without learning-rate warm-up.
-    pub fn init(
-        d_model: usize,
-        n_heads: usize,
-        d_ff: usize,
-        n_neurons: usize,
-        dropout: f64,
-        device: &B::Device,
-    ) -> Self {
+    pub fn init(settings: DecoderSettings, device: &B::Device) -> Self {
+        let DecoderSettings {
+            d_model,
+            n_heads,
+            d_ff,
+            n_neurons,
+            dropout,
+            attention_dropout,
+            scale_value,
+        } = settings;
         let gain = t_fixup_gain();
         let fan_in = |n: usize| 1.0 / (n as f64).sqrt();
         // PyTorch draws q, k, v as one [3·d, d] Xavier-uniform matrix.
@@ -80,7 +100,7 @@ impl<B: Backend> Decoder<B> {
             key: uniform_linear(d_model, d_model, packed, None, device),
             value: scaled(
                 uniform_linear(d_model, d_model, packed, None, device),
-                gain * 2f64.sqrt(),
+                if scale_value { gain * 2f64.sqrt() } else { 1.0 },
             ),
             output: scaled(
                 uniform_linear(d_model, d_model, fan_in(d_model), None, device),
@@ -115,6 +135,7 @@ impl<B: Backend> Decoder<B> {
             ),
             n_heads,
             dropout,
+            attention_dropout,
         }
     }
 
@@ -122,16 +143,17 @@ impl<B: Backend> Decoder<B> {
     ///
     /// Everything but the attention scores is per step, so it runs on `[B·T', ·]` matrices:
     /// one large matmul per layer instead of `B` small batched ones.
-    pub fn forward(&self, x: Tensor<B, 3>, train: bool) -> Tensor<B, 3> {
+    pub fn forward(&self, x: Tensor<B, 3>, train: bool, noise: &Noise) -> Tensor<B, 3> {
         let [batch, steps, d_model] = x.dims();
         let x = x.reshape([batch * steps, d_model]);
-        let attended = self.attention(x.clone(), batch, steps);
+        let attended = self.attention(x.clone(), batch, steps, train, noise);
+        let drop = |x, name: &'static str| dropout(x, self.dropout, train, noise, &|| name.into());
         let x = self
             .norm_attention
-            .forward(x + dropout(attended, self.dropout, train));
+            .forward(x + drop(attended, "attention_out"));
         let ff = relu(self.ff_in.forward(x.clone()));
-        let ff = self.ff_out.forward(dropout(ff, self.dropout, train));
-        let x = self.norm_ff.forward(x + dropout(ff, self.dropout, train));
+        let ff = self.ff_out.forward(drop(ff, "ff_inner"));
+        let x = self.norm_ff.forward(x + drop(ff, "ff_out"));
         let log_rates = self.readout.forward(x);
         let n_neurons = log_rates.dims()[1];
         log_rates.reshape([batch, steps, n_neurons])
@@ -139,7 +161,14 @@ impl<B: Backend> Decoder<B> {
 
     /// Multi-head scaled dot-product self-attention over all steps of each trial; `x` is
     /// `[B·T', d_model]`, trial-major.
-    fn attention(&self, x: Tensor<B, 2>, batch: usize, steps: usize) -> Tensor<B, 2> {
+    fn attention(
+        &self,
+        x: Tensor<B, 2>,
+        batch: usize,
+        steps: usize,
+        train: bool,
+        noise: &Noise,
+    ) -> Tensor<B, 2> {
         let d_model = x.dims()[1];
         let d_head = d_model / self.n_heads;
         let heads = |y: Tensor<B, 2>| {
@@ -152,7 +181,14 @@ impl<B: Backend> Decoder<B> {
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(1.0 / (d_head as f64).sqrt());
-        let context = softmax(scores, 3)
+        let weights = dropout(
+            softmax(scores, 3),
+            self.attention_dropout,
+            train,
+            noise,
+            &|| "attention_weights".into(),
+        );
+        let context = weights
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([batch * steps, d_model]);
@@ -168,6 +204,18 @@ mod tests {
 
     type Cpu = NdArray<f32>;
 
+    fn settings(d: usize, heads: usize, d_ff: usize, n: usize, dropout: f64) -> DecoderSettings {
+        DecoderSettings {
+            d_model: d,
+            n_heads: heads,
+            d_ff,
+            n_neurons: n,
+            dropout,
+            attention_dropout: 0.0,
+            scale_value: true,
+        }
+    }
+
     fn max_abs<const D: usize>(t: Tensor<Cpu, D>) -> f32 {
         t.abs().max().into_scalar()
     }
@@ -176,7 +224,7 @@ mod tests {
     fn t_fixup_scales_value_output_and_feed_forward() {
         let device = Default::default();
         let (d, d_ff) = (24, 40);
-        let decoder = Decoder::<Cpu>::init(d, 2, d_ff, 7, 0.0, &device);
+        let decoder = Decoder::<Cpu>::init(settings(d, 2, d_ff, 7, 0.0), &device);
         let gain = t_fixup_gain() as f32;
         let packed = (6.0f32 / (4 * d) as f32).sqrt();
         let tol = 1e-6;
@@ -195,12 +243,12 @@ mod tests {
     fn attention_has_no_positional_information() {
         // Without positional encoding, permuting steps permutes the output the same way.
         let device = Default::default();
-        let decoder = Decoder::<Cpu>::init(12, 3, 16, 5, 0.05, &device);
+        let decoder = Decoder::<Cpu>::init(settings(12, 3, 16, 5, 0.05), &device);
         let x = Tensor::<Cpu, 3>::random([2, 6, 12], Distribution::Normal(0.0, 1.0), &device);
         let perm = Tensor::<Cpu, 1, Int>::from_ints([3, 0, 5, 1, 4, 2], &device);
-        let out = decoder.forward(x.clone(), false);
+        let out = decoder.forward(x.clone(), false, &Noise::random());
         assert_eq!(out.dims(), [2, 6, 5]);
-        let out_of_permuted = decoder.forward(x.select(1, perm.clone()), false);
+        let out_of_permuted = decoder.forward(x.select(1, perm.clone()), false, &Noise::random());
         assert!(max_abs(out.select(1, perm) - out_of_permuted) < 1e-5);
     }
 }

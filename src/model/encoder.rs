@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use serde::{Deserialize, Serialize};
 
-use super::{dropout, uniform_linear};
+use super::{dropout, uniform_linear, Noise};
 
 /// Which observed bin the encoder reads at step `t` (spec §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -165,10 +165,13 @@ impl<B: Backend> Encoder<B> {
         t: usize,
         h: Option<Tensor<B, 2>>,
         train: bool,
+        noise: &Noise,
     ) -> Tensor<B, 2> {
         let bin = self.input_rule.bin(t, inputs.projected.len());
         let h = self.gru.step(inputs.projected[bin].clone(), h);
-        dropout(h, self.dropout, train)
+        dropout(h, self.dropout, train, noise, &|| {
+            format!("hidden_dropout/{t}")
+        })
     }
 }
 

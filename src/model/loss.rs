@@ -2,9 +2,8 @@
 //! coordinated dropout.
 
 use burn::prelude::*;
-use burn::tensor::Distribution;
 
-use super::Output;
+use super::{Noise, Output, VelocityKl};
 
 /// The objective and its parts, kept apart so training can log each one.
 #[derive(Debug, Clone)]
@@ -33,29 +32,48 @@ pub fn kl_standard_normal<B: Backend>(mean: Tensor<B, 2>, logvar: Tensor<B, 2>) 
 }
 
 /// `Σ KL(N(v, 2γ·I) ‖ N(0, prior_var·I))` over every entry of `velocities`, in closed form:
-/// `½ · [(2γ + v²) / prior_var − 1 − ln(2γ / prior_var)]` per entry.
+/// `½ · [(2γ + v²) / prior_var − 1 − ln(2γ / prior_var)]` per entry. `VelocityKl::Release` is
+/// the release's formula, which puts the variance 2γ where a log-variance belongs:
+/// `½ · [ln prior_var − 2γ − 1 + v² / prior_var + e^(2γ) / prior_var]`; same gradient, another
+/// constant.
 pub fn kl_velocity<B: Backend>(
     velocities: Tensor<B, 3>,
     gamma: f64,
     prior_var: f64,
+    formula: VelocityKl,
 ) -> Tensor<B, 1> {
-    let ratio = 2.0 * gamma / prior_var;
+    let var = 2.0 * gamma;
+    let constant = match formula {
+        VelocityKl::Exact => var / prior_var - 1.0 - (var / prior_var).ln(),
+        VelocityKl::Release => prior_var.ln() - var - 1.0 + var.exp() / prior_var,
+    };
     let entries = velocities.shape().num_elements() as f64;
     velocities
         .powi_scalar(2)
         .sum()
         .mul_scalar(0.5 / prior_var)
-        .add_scalar(0.5 * entries * (ratio - 1.0 - ratio.ln()))
+        .add_scalar(0.5 * entries * constant)
 }
 
 /// All KL terms of spec §6 divided by the batch size: initial position and velocity against
 /// `N(0, I)`, plus the velocity of every Langevin step (`t ≥ 1`) against `N(0, prior_var·I)`.
-pub fn kl_divergence<B: Backend>(output: &Output<B>, gamma: f64, prior_var: f64) -> Tensor<B, 1> {
+pub fn kl_divergence<B: Backend>(
+    output: &Output<B>,
+    gamma: f64,
+    prior_var: f64,
+    formula: VelocityKl,
+) -> Tensor<B, 1> {
     let [batch, steps, _] = output.v.dims();
     let initial = kl_standard_normal(output.z0_mean.clone(), output.z0_logvar.clone())
         + kl_standard_normal(output.v0_mean.clone(), output.v0_logvar.clone());
     let total = if steps > 1 {
-        initial + kl_velocity(output.v.clone().slice(s![.., 1.., ..]), gamma, prior_var)
+        initial
+            + kl_velocity(
+                output.v.clone().slice(s![.., 1.., ..]),
+                gamma,
+                prior_var,
+                formula,
+            )
     } else {
         initial
     };
@@ -96,13 +114,14 @@ pub fn objective<B: Backend>(
     beta: f64,
     gamma: f64,
     prior_v_var: f64,
+    formula: VelocityKl,
 ) -> Loss<B> {
     let log_rates = match gradient_mask {
         Some(mask) => gate_gradient(output.log_rates.clone(), mask),
         None => output.log_rates.clone(),
     };
     let nll = poisson_nll(log_rates, targets);
-    let kl = kl_divergence(output, gamma, prior_v_var);
+    let kl = kl_divergence(output, gamma, prior_v_var, formula);
     Loss {
         total: nll.clone() + kl.clone().mul_scalar(beta),
         nll,
@@ -132,26 +151,23 @@ pub struct CdMasks<B: Backend> {
 
 impl CoordinatedDropout {
     /// Draws fresh masks for a batch of `batch` trials with `t_obs` observed bins of `n_heldin`
-    /// neurons, `t_fwd` forward bins and `n_neurons` neurons in all.
+    /// neurons and `targets = [t_obs + t_fwd, n_neurons]` bins × neurons to learn from.
     ///
     /// Gradient passes through held-in observed entries that were dropped, plus a fresh
     /// Bernoulli(`1 − keep`) share of the kept ones; held-out neurons and forward bins always
     /// pass gradient.
     pub fn sample<B: Backend>(
         &self,
-        batch: usize,
-        t_obs: usize,
-        n_heldin: usize,
-        t_fwd: usize,
-        n_neurons: usize,
+        [batch, t_obs, n_heldin]: [usize; 3],
+        [steps, n_neurons]: [usize; 2],
         device: &B::Device,
+        noise: &Noise,
     ) -> CdMasks<B> {
         let shape = [batch, t_obs, n_heldin];
-        let kept = Tensor::<B, 3>::random(shape, Distribution::Bernoulli(self.keep), device);
-        let also_learn =
-            Tensor::<B, 3>::random(shape, Distribution::Bernoulli(1.0 - self.keep), device);
+        let kept = noise.keep::<B, 3>(&|| "cd_keep".into(), shape, self.keep, device);
+        let also_learn = noise.keep::<B, 3>(&|| "cd_pass".into(), shape, 1.0 - self.keep, device);
         let blocked = kept.clone() * (also_learn.neg().add_scalar(1.0));
-        let gradient = Tensor::<B, 3>::ones([batch, t_obs + t_fwd, n_neurons], device)
+        let gradient = Tensor::<B, 3>::ones([batch, steps, n_neurons], device)
             .slice_assign(s![.., 0..t_obs, 0..n_heldin], blocked.neg().add_scalar(1.0));
         CdMasks {
             input: kept.mul_scalar(1.0 / self.keep),
@@ -201,12 +217,12 @@ mod tests {
         let per = |v: f64| 0.5 * ((1.1 + v * v) / 0.1 - 1.0 - 11f64.ln());
         let v = Tensor::<Cpu, 3>::from_floats([[[0.3, -1.0], [2.0, 0.0]]], &device);
         let want = per(0.3) + per(-1.0) + per(2.0) + per(0.0);
-        assert!((scalar(kl_velocity(v.clone(), 0.55, 0.1)) - want).abs() < 1e-4);
+        assert!((scalar(kl_velocity(v.clone(), 0.55, 0.1, VelocityKl::Exact)) - want).abs() < 1e-4);
 
         // The full KL skips v_0 (its own term is the N(0, I) prior) and divides by B = 1.
         let out = output(v, [[1.0, -2.0]], [[0.5, -1.0]]);
         let want = kl_z + per(2.0) + per(0.0);
-        assert!((scalar(kl_divergence(&out, 0.55, 0.1)) - want).abs() < 1e-4);
+        assert!((scalar(kl_divergence(&out, 0.55, 0.1, VelocityKl::Exact)) - want).abs() < 1e-4);
     }
 
     #[test]
@@ -233,7 +249,12 @@ mod tests {
         let device = Default::default();
         let (batch, t_obs, n_in, t_fwd, n) = (8, 10, 5, 4, 7);
         let cd = CoordinatedDropout { keep: 0.5 };
-        let masks = cd.sample::<Cpu>(batch, t_obs, n_in, t_fwd, n, &device);
+        let masks = cd.sample::<Cpu>(
+            [batch, t_obs, n_in],
+            [t_obs + t_fwd, n],
+            &device,
+            &Noise::random(),
+        );
         assert_eq!(masks.input.dims(), [batch, t_obs, n_in]);
         assert_eq!(masks.gradient.dims(), [batch, t_obs + t_fwd, n]);
 
@@ -272,13 +293,25 @@ mod tests {
         let device = Default::default();
         let (batch, t_obs, n_in, t_fwd, n) = (4, 6, 3, 2, 5);
         let cd = CoordinatedDropout { keep: 0.4 };
-        let masks = cd.sample::<Ad>(batch, t_obs, n_in, t_fwd, n, &device);
+        let masks = cd.sample::<Ad>(
+            [batch, t_obs, n_in],
+            [t_obs + t_fwd, n],
+            &device,
+            &Noise::random(),
+        );
         let steps = t_obs + t_fwd;
-        let r = Tensor::<Ad, 3>::random([batch, steps, n], Distribution::Normal(0.0, 1.0), &device)
-            .require_grad();
-        let y =
-            Tensor::<Ad, 3>::random([batch, steps, n], Distribution::Uniform(0.0, 4.0), &device)
-                .floor();
+        let r = Tensor::<Ad, 3>::random(
+            [batch, steps, n],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        )
+        .require_grad();
+        let y = Tensor::<Ad, 3>::random(
+            [batch, steps, n],
+            burn::tensor::Distribution::Uniform(0.0, 4.0),
+            &device,
+        )
+        .floor();
 
         let plain = poisson_nll(r.clone(), y.clone());
         let gated = poisson_nll(gate_gradient(r.clone(), masks.gradient.clone()), y.clone());

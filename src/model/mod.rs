@@ -15,6 +15,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod integrator;
 pub mod loss;
+pub mod noise;
 pub mod potential;
 
 use burn::module::Param;
@@ -23,10 +24,11 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
-pub use decoder::Decoder;
+pub use decoder::{Decoder, DecoderSettings};
 pub use encoder::{Encoder, EncoderInput, GruCell};
 pub use integrator::Langevin;
 pub use loss::{kl_beta, objective, CdMasks, CoordinatedDropout, Loss};
+pub use noise::Noise;
 pub use potential::Potential;
 
 /// Every number of the model and its objective (spec §1–§6, §8), with the published defaults.
@@ -64,6 +66,36 @@ pub struct LangevinFlowConfig {
     pub prior_v_var: f64,
     /// Stochastic passes averaged for prediction (50).
     pub n_samples: usize,
+    /// Dropout of the attention weights in training (0; the release drops 0.05).
+    pub attention_dropout: f64,
+    /// Whether T-Fixup scales the attention value projection (spec §5, true; the release's
+    /// scaling never reaches it: false).
+    pub tfixup_value: bool,
+    /// Whether prediction passes keep dropout on (false; the release leaves the model in
+    /// training mode: true).
+    pub predict_dropout: bool,
+    /// How the potential kernel starts: "normal" (N(0, 1), learned) or "zeros" (the release's,
+    /// which the first Adam step turns into a frozen ±1/√3 pattern).
+    pub potential_init: PotentialInit,
+    /// The velocity prior's KL: "exact", or "release" (its log-variance slot holds the variance
+    /// 2γ; the same gradient, a different constant).
+    pub velocity_kl: VelocityKl,
+}
+
+/// Start of the potential kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PotentialInit {
+    Normal,
+    Zeros,
+}
+
+/// Formula of the per-step velocity KL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VelocityKl {
+    Exact,
+    Release,
 }
 
 impl Default for LangevinFlowConfig {
@@ -83,6 +115,11 @@ impl Default for LangevinFlowConfig {
             cd_keep: 0.5,
             prior_v_var: 0.1,
             n_samples: 50,
+            attention_dropout: 0.0,
+            tfixup_value: true,
+            predict_dropout: false,
+            potential_init: PotentialInit::Normal,
+            velocity_kl: VelocityKl::Exact,
         }
     }
 }
@@ -132,6 +169,12 @@ impl LangevinFlowConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return fail(format!("dropout ({}) must be in [0, 1)", self.dropout));
         }
+        if !(0.0..1.0).contains(&self.attention_dropout) {
+            return fail(format!(
+                "attention_dropout ({}) must be in [0, 1)",
+                self.attention_dropout
+            ));
+        }
         if !(self.cd_keep > 0.0 && self.cd_keep <= 1.0) {
             return fail(format!("cd_keep ({}) must be in (0, 1]", self.cd_keep));
         }
@@ -179,13 +222,21 @@ impl LangevinFlowConfig {
         Ok(LangevinFlow {
             encoder: Encoder::init(n_heldin, h, self.dropout, self.encoder_input, device),
             initial: uniform_linear(h, 4 * d, bound, Some(bound), device),
-            potential: Potential::init(self.channels, device),
+            potential: Potential::init(
+                self.channels,
+                self.potential_init == PotentialInit::Zeros,
+                device,
+            ),
             decoder: Decoder::init(
-                self.d_model(),
-                self.n_heads,
-                self.d_ff,
-                n_neurons,
-                self.dropout,
+                DecoderSettings {
+                    d_model: self.d_model(),
+                    n_heads: self.n_heads,
+                    d_ff: self.d_ff,
+                    n_neurons,
+                    dropout: self.dropout,
+                    attention_dropout: self.attention_dropout,
+                    scale_value: self.tfixup_value,
+                },
                 device,
             ),
             config: self.clone(),
@@ -265,6 +316,17 @@ impl<B: Backend> LangevinFlow<B> {
     /// Each step `t ≥ 1` does one GRU update and one Langevin step from the previous state, so
     /// the latent path never sees bins after `t`; only the decoder looks across time.
     pub fn forward(&self, x_heldin: Tensor<B, 3>, t_fwd: usize, mode: Mode) -> Output<B> {
+        self.forward_with(x_heldin, t_fwd, mode, &Noise::random())
+    }
+
+    /// [`Self::forward`] with its random draws taken from `noise`.
+    pub fn forward_with(
+        &self,
+        x_heldin: Tensor<B, 3>,
+        t_fwd: usize,
+        mode: Mode,
+        noise: &Noise,
+    ) -> Output<B> {
         let [batch, t_obs, _] = x_heldin.dims();
         let steps = t_obs + t_fwd;
         let train = mode == Mode::Train;
@@ -273,16 +335,16 @@ impl<B: Backend> LangevinFlow<B> {
         let dynamics = self.dynamics();
 
         let inputs = self.encoder.prepare(x_heldin);
-        let mut h = self.encoder.step(&inputs, 0, None, train);
+        let mut h = self.encoder.step(&inputs, 0, None, train, noise);
         let heads = self.initial.forward(h.clone()).split(latent, 1);
         let [z0_mean, z0_logvar, v0_mean, v0_logvar]: [Tensor<B, 2>; 4] =
             heads.try_into().expect("four initial-condition heads");
-        let sample = |mean: &Tensor<B, 2>, logvar: &Tensor<B, 2>| {
-            let eps = Tensor::random([batch, latent], Distribution::Normal(0.0, 1.0), &device);
+        let sample = |mean: &Tensor<B, 2>, logvar: &Tensor<B, 2>, name: &str| {
+            let eps = noise.normal(&|| name.to_string(), [batch, latent], &device);
             mean.clone() + logvar.clone().mul_scalar(0.5).exp() * eps
         };
-        let mut z = sample(&z0_mean, &z0_logvar);
-        let mut v = sample(&v0_mean, &v0_logvar);
+        let mut z = sample(&z0_mean, &z0_logvar, "z0");
+        let mut v = sample(&v0_mean, &v0_logvar, "v0");
 
         let grad_operator = self.potential.grad_operator(latent);
         let (mut zs, mut vs, mut hs) = (
@@ -294,9 +356,9 @@ impl<B: Backend> LangevinFlow<B> {
         vs.push(v.clone());
         hs.push(h.clone());
         for t in 1..steps {
-            h = self.encoder.step(&inputs, t, Some(h), train);
+            h = self.encoder.step(&inputs, t, Some(h), train, noise);
             let grad_u = z.clone().matmul(grad_operator.clone());
-            let eps = Tensor::random([batch, latent], Distribution::Normal(0.0, 1.0), &device);
+            let eps = noise.normal(&|| format!("velocity/{t}"), [batch, latent], &device);
             (z, v) = dynamics.step(z, v, grad_u, eps);
             zs.push(z.clone());
             vs.push(v.clone());
@@ -306,7 +368,7 @@ impl<B: Backend> LangevinFlow<B> {
         let v = Tensor::stack::<3>(vs, 1);
         let h = Tensor::stack::<3>(hs, 1);
         let features = Tensor::cat(vec![z.clone(), v.clone(), h.clone()], 2);
-        let log_rates = self.decoder.forward(features, train);
+        let log_rates = self.decoder.forward(features, train, noise);
         Output {
             log_rates,
             z,
@@ -333,6 +395,28 @@ impl<B: Backend> LangevinFlow<B> {
         targets: Tensor<B, 3>,
         epoch: usize,
     ) -> Loss<B> {
+        self.training_loss_with(x_heldin, targets, epoch, &Noise::random())
+    }
+
+    /// [`Self::training_loss`] with its random draws taken from `noise`.
+    pub fn training_loss_with(
+        &self,
+        x_heldin: Tensor<B, 3>,
+        targets: Tensor<B, 3>,
+        epoch: usize,
+        noise: &Noise,
+    ) -> Loss<B> {
+        self.training_pass(x_heldin, targets, epoch, noise).1
+    }
+
+    /// One training pass: the forward pass (on the coordinated-dropout input) and its loss.
+    pub fn training_pass(
+        &self,
+        x_heldin: Tensor<B, 3>,
+        targets: Tensor<B, 3>,
+        epoch: usize,
+        noise: &Noise,
+    ) -> (Output<B>, Loss<B>) {
         let [batch, t_obs, n_heldin] = x_heldin.dims();
         let [_, steps, n_neurons] = targets.dims();
         let t_fwd = self.forward_bins(t_obs, steps, n_neurons);
@@ -340,14 +424,20 @@ impl<B: Backend> LangevinFlow<B> {
             CoordinatedDropout {
                 keep: self.config.cd_keep,
             }
-            .sample::<B>(batch, t_obs, n_heldin, t_fwd, n_neurons, &x_heldin.device())
+            .sample::<B>(
+                [batch, t_obs, n_heldin],
+                [steps, n_neurons],
+                &x_heldin.device(),
+                noise,
+            )
         });
         let (x_heldin, gradient_mask) = match masks {
             Some(m) => (x_heldin * m.input, Some(m.gradient)),
             None => (x_heldin, None),
         };
-        let output = self.forward(x_heldin, t_fwd, Mode::Train);
-        self.objective(&output, targets, gradient_mask, epoch)
+        let output = self.forward_with(x_heldin, t_fwd, Mode::Train, noise);
+        let loss = self.objective(&output, targets, gradient_mask, epoch);
+        (output, loss)
     }
 
     /// The validation objective: the same loss without dropout or coordinated dropout (spec §7);
@@ -384,6 +474,7 @@ impl<B: Backend> LangevinFlow<B> {
             kl_beta(epoch, c.kl_weight, c.kl_ramp_epochs),
             c.gamma,
             c.prior_v_var,
+            c.velocity_kl,
         )
     }
 
@@ -397,8 +488,8 @@ impl<B: Backend> LangevinFlow<B> {
     }
 }
 
-/// Log-rates for prediction (spec §8): the mean over `n_samples` stochastic passes (dropout off;
-/// latent samples and Langevin noise on), `[B, T + t_fwd, N]`. Rates are `exp` of this.
+/// Log-rates for prediction (spec §8): the mean over `n_samples` stochastic passes (dropout off
+/// unless `predict_dropout`, the release's behaviour; latent samples and Langevin noise on), `[B, T + t_fwd, N]`. Rates are `exp` of this.
 ///
 /// Averaging in log space gives the geometric mean of the sampled rates. Run it on a
 /// non-autodiff backend (`model.valid()`) to avoid building graphs.
@@ -412,14 +503,19 @@ pub fn predict_log_rates<B: Backend>(
     n_samples: usize,
 ) -> Tensor<B, 3> {
     assert!(n_samples > 0, "predict_log_rates needs at least one sample");
+    let mode = if model.config.predict_dropout {
+        Mode::Train
+    } else {
+        Mode::Eval
+    };
     let mut total = model
-        .forward(x_heldin.clone(), t_fwd, Mode::Eval)
+        .forward(x_heldin.clone(), t_fwd, mode)
         .log_rates
         .detach();
     for _ in 1..n_samples {
         total = total
             + model
-                .forward(x_heldin.clone(), t_fwd, Mode::Eval)
+                .forward(x_heldin.clone(), t_fwd, mode)
                 .log_rates
                 .detach();
     }
@@ -428,14 +524,20 @@ pub fn predict_log_rates<B: Backend>(
 
 /// Inverted dropout: zero entries with probability `prob` and rescale the rest by
 /// `1/(1 − prob)`, only when `train`. Unlike burn-nn's `Dropout`, it follows the explicit
-/// [`Mode`] rather than whether the backend tracks gradients.
-fn dropout<B: Backend, const D: usize>(x: Tensor<B, D>, prob: f64, train: bool) -> Tensor<B, D> {
+/// [`Mode`] rather than whether the backend tracks gradients; the mask is the draw `name`.
+fn dropout<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    prob: f64,
+    train: bool,
+    noise: &Noise,
+    name: &dyn Fn() -> String,
+) -> Tensor<B, D> {
     if !train || prob == 0.0 {
         return x;
     }
     let keep = 1.0 - prob;
-    let mask = x
-        .random_like(Distribution::Bernoulli(keep))
+    let mask = noise
+        .keep(name, x.dims(), keep, &x.device())
         .mul_scalar(1.0 / keep);
     x * mask
 }

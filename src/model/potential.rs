@@ -27,14 +27,16 @@ pub struct Potential<B: Backend> {
 }
 
 impl<B: Backend> Potential<B> {
-    /// Draws `K` from `N(0, 1)` with the backend's RNG (the release's zero init cannot be
-    /// normalised, spec §3 departure), so a seeded backend gives a reproducible kernel.
-    pub fn init(channels: usize, device: &B::Device) -> Self {
-        let kernel = Tensor::random(
-            [channels, channels, KERNEL_WIDTH],
-            Distribution::Normal(0.0, 1.0),
-            device,
-        );
+    /// Draws `K` from `N(0, 1)` with the backend's RNG (spec §3), so a seeded backend gives a
+    /// reproducible kernel; `zeros` starts it at zero as the release does (its first gradient
+    /// is then ~1e12 and Adam's first step sets every entry to ±1/√3 for good).
+    pub fn init(channels: usize, zeros: bool, device: &B::Device) -> Self {
+        let shape = [channels, channels, KERNEL_WIDTH];
+        let kernel = if zeros {
+            Tensor::zeros(shape, device)
+        } else {
+            Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+        };
         Self {
             kernel: Param::from_tensor(kernel),
         }
@@ -47,14 +49,18 @@ impl<B: Backend> Potential<B> {
 
     /// `Kn`: each `K[c, c', :]` divided by its L2 norm (floored at 1e-12), which bounds the
     /// coupling strength whatever the optimiser does to `K`.
+    ///
+    /// The floor is applied to the squared norm before the root, which gives the same values
+    /// and, below the floor, the gradient of `K / 1e-12` (PyTorch's `F.normalize`) rather than
+    /// the `0 · ∞` of differentiating a root at zero.
     pub fn normalized_kernel(&self) -> Tensor<B, 3> {
         let kernel = self.kernel.val();
         let norm = kernel
             .clone()
             .powi_scalar(2)
             .sum_dim(2)
-            .sqrt()
-            .clamp_min(NORM_FLOOR);
+            .clamp_min(NORM_FLOOR * NORM_FLOOR)
+            .sqrt();
         kernel / norm
     }
 
@@ -229,7 +235,7 @@ mod tests {
     #[test]
     fn kernel_vectors_have_unit_norm() {
         let device = Default::default();
-        let p = Potential::<Cpu>::init(4, &device);
+        let p = Potential::<Cpu>::init(4, false, &device);
         let norms = values(p.normalized_kernel().powi_scalar(2).sum_dim(2));
         assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-5), "{norms:?}");
     }
@@ -238,7 +244,7 @@ mod tests {
     fn grad_matches_spec_formula_and_finite_differences() {
         let device = Default::default();
         let (channels, latent, batch) = (4, 24, 3);
-        let p = Potential::<Cpu>::init(channels, &device);
+        let p = Potential::<Cpu>::init(channels, false, &device);
         let z = Tensor::<Cpu, 2>::random([batch, latent], Distribution::Normal(0.0, 1.0), &device);
         let grad = values(p.grad(z.clone()));
 
@@ -288,9 +294,24 @@ mod tests {
     #[test]
     fn grad_operator_is_symmetric() {
         let device = Default::default();
-        let p = Potential::<Cpu>::init(4, &device);
+        let p = Potential::<Cpu>::init(4, false, &device);
         let m = p.grad_operator(16);
         let diff = values((m.clone() - m.transpose()).abs().max());
         assert!(diff[0] < 1e-6);
+    }
+
+    #[test]
+    fn a_zero_kernel_has_the_releases_finite_first_gradient() {
+        use burn::backend::Autodiff;
+        type Ad = Autodiff<Cpu>;
+        let device = Default::default();
+        let p = Potential::<Ad>::init(4, true, &device);
+        let kn = p.normalized_kernel();
+        assert_eq!(kn.clone().abs().max().into_scalar(), 0.0);
+        let w = Tensor::<Ad, 3>::random([4, 4, 3], Distribution::Normal(0.0, 1.0), &device);
+        let grads = (kn * w).sum().backward();
+        let g = p.kernel.grad(&grads).unwrap();
+        let g_max = g.abs().max().into_scalar();
+        assert!(g_max.is_finite() && g_max > 1e10, "{g_max}");
     }
 }

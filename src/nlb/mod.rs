@@ -14,4 +14,5 @@ pub mod windows;
 pub use dataset::{BinWidth, DatasetName, Phase, Split, SplitDir};
 pub use session::Session;
 pub mod files;
+pub mod holdout;
 pub mod preprocess;

@@ -14,38 +14,10 @@ use crate::evaluate::{evaluate_group, DatasetResult, GroupRates, RatePair, Targe
 use crate::h5::{AtomicH5, Data, H5File};
 use crate::nlb::files::SplitFiles;
 use crate::nlb::{Phase, Split};
-use crate::train::checkpoint::{self, BEST, LAST};
+use crate::train::checkpoint;
+pub use crate::train::checkpoint::CheckpointKind;
 use crate::train::metrics::predict_rates;
 use crate::train::{BackendKind, RunConfig, TrainError};
-
-/// Which of a run's checkpoints predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckpointKind {
-    /// Lowest validation value of `train.monitor` (the default, as the spec says).
-    Best,
-    /// The last completed epoch.
-    Last,
-}
-
-impl CheckpointKind {
-    fn file_name(self) -> &'static str {
-        match self {
-            CheckpointKind::Best => BEST,
-            CheckpointKind::Last => LAST,
-        }
-    }
-}
-
-impl std::str::FromStr for CheckpointKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "best" => Ok(CheckpointKind::Best),
-            "last" => Ok(CheckpointKind::Last),
-            _ => Err(format!("unknown checkpoint `{s}` (expected best or last)")),
-        }
-    }
-}
 
 /// What to submit.
 #[derive(Debug, Clone)]
@@ -56,7 +28,8 @@ pub struct SubmitOptions {
     pub run_tag: String,
     /// Which phase's splits to submit; `None` takes it from the run (an error if it has both).
     pub phase: Option<Phase>,
-    pub checkpoint: CheckpointKind,
+    /// Which checkpoint predicts; `None` takes each run's `train.submit_checkpoint`.
+    pub checkpoint: Option<CheckpointKind>,
     /// Stochastic passes per trial; `None` uses each run's `model.n_samples`.
     pub samples: Option<usize>,
     /// Seeds the latent samples and Langevin noise, so a resubmission is byte-identical.
@@ -324,7 +297,8 @@ fn predict_split<B: Backend>(
     }
     let inputs = read_inputs(&split_dir, &opts.files)?;
     let n_in = inputs.train.len_of(Axis(2));
-    let ckpt = run_dir.join(opts.checkpoint.file_name());
+    let kind = opts.checkpoint.unwrap_or(config.train.submit_checkpoint);
+    let ckpt = run_dir.join(kind.file_name());
     if !ckpt.is_file() {
         return Err(TrainError::Checkpoint {
             path: ckpt,

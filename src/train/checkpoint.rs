@@ -20,6 +20,36 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
+
+/// Which of a run's checkpoints predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointKind {
+    /// Lowest validation value of `train.monitor` (the default, as the spec says).
+    Best,
+    /// The last completed epoch (what the release submits).
+    Last,
+}
+
+impl CheckpointKind {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            CheckpointKind::Best => BEST,
+            CheckpointKind::Last => LAST,
+        }
+    }
+}
+
+impl std::str::FromStr for CheckpointKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "best" => Ok(CheckpointKind::Best),
+            "last" => Ok(CheckpointKind::Last),
+            _ => Err(format!("unknown checkpoint `{s}` (expected best or last)")),
+        }
+    }
+}
 use super::metrics::NlbScores;
 use super::optim::{adam, Optim};
 use super::run::FinalEpoch;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use super::checkpoint::CheckpointKind;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::LangevinFlowConfig;
@@ -114,6 +115,9 @@ pub struct TrainConfig {
     pub plot_every: usize,
     /// Seed of the initial weights and of every random draw in training.
     pub seed: u64,
+    /// The checkpoint `submit` predicts with unless told: "best" (spec §7) or "last" (the
+    /// release).
+    pub submit_checkpoint: CheckpointKind,
 }
 
 impl Default for TrainConfig {
@@ -136,6 +140,7 @@ impl Default for TrainConfig {
             eval_samples: 10,
             plot_every: 100,
             seed: 0,
+            submit_checkpoint: CheckpointKind::Best,
         }
     }
 }
@@ -421,6 +426,47 @@ mod tests {
         path
     }
 
+    /// Every shipped config parses; the published ones have the release's size and bins, and
+    /// the release ones turn on every release behaviour.
+    #[test]
+    fn shipped_configs_parse_and_say_what_they_claim() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut seen = 0;
+        for dir in [root.clone(), root.join("release")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_none_or(|e| e != "toml") {
+                    continue;
+                }
+                let c = RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                if name == "quick" || name.ends_with("_cpu") {
+                    continue;
+                }
+                assert_eq!(c.model.hidden_size, 280, "{}", path.display());
+                assert_eq!(c.data.bin_width.ms(), 20, "{}", path.display());
+                let release = dir.ends_with("release");
+                let m = &c.model;
+                let switches = [
+                    m.encoder_input == crate::model::EncoderInput::Previous,
+                    m.attention_dropout == 0.05,
+                    !m.tfixup_value,
+                    m.predict_dropout,
+                    m.potential_init == crate::model::PotentialInit::Zeros,
+                    m.velocity_kl == crate::model::VelocityKl::Release,
+                    c.train.submit_checkpoint == CheckpointKind::Last,
+                ];
+                assert!(
+                    switches.iter().all(|&s| s == release),
+                    "{}: {switches:?}",
+                    path.display()
+                );
+            }
+        }
+        assert!(seen >= 12, "{seen} configs");
+    }
+
     #[test]
     fn minimal_config_takes_published_defaults_and_round_trips() {
         let c = RunConfig::from_toml(MINIMAL).unwrap();
@@ -480,7 +526,7 @@ mod tests {
     #[test]
     fn invalid_values_name_the_constraint() {
         let cases = [
-            ("model.n_heads=5", "n_heads (5)"),
+            ("model.n_heads=11", "n_heads (11)"),
             (
                 "model.latent_size=30",
                 "channels (4) must divide latent_size (30)",
