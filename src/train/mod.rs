@@ -10,6 +10,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod curves;
 pub mod data;
 pub mod metrics;
 pub mod optim;

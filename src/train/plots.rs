@@ -29,14 +29,14 @@ pub struct PlotInfo {
     pub trials: Vec<usize>,
 }
 
-fn font() {
+pub(super) fn font() {
     REGISTER.call_once(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
             .unwrap_or_else(|_| panic!("embedded DejaVu Sans is a valid TrueType font"));
     });
 }
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+pub(super) fn plot_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::Plot {
         path: path.to_path_buf(),
         msg: e.to_string(),

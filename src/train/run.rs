@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{self, TrainState, BEST, LAST};
 use super::config::{RunConfig, RESUMABLE_KEYS};
+use super::curves::plot_learning_curve;
 use super::data::{rows_to_tensor, to_array, SplitData};
 use super::metrics::{nlb_scores, predict_rates, EpochRow, LossParts, MetricsCsv, NlbScores};
 use super::optim::{adam, clip_grad_norm, with_weight_decay};
@@ -352,6 +353,13 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
     let x_valid = rows_to_tensor::<B>(&data.inputs, &data.valid_idx, device);
     let y_valid = rows_to_tensor::<B>(&data.targets, &data.valid_idx, device);
     let n_train = data.train_idx.len();
+    if tc.batch_size >= n_train {
+        tracing::warn!(
+            "train.batch_size ({}) ≥ the {n_train} training trials: one optimizer step per epoch, \
+             so schedules in epochs run in steps this slowly; a smaller batch learns faster",
+            tc.batch_size
+        );
+    }
     let stop = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
 
     let bar = progress_bar(
@@ -469,6 +477,9 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
             seconds,
             scores,
         })?;
+        if every(tc.plot_every, epoch) {
+            informational(&bar, plot_learning_curve(&dir));
+        }
         let improved = state.best_monitored.is_none_or(|best| monitored < best);
         if improved && monitored.is_finite() {
             state.best_monitored = Some(monitored);
@@ -483,6 +494,9 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         ));
     }
     bar.finish_and_clear();
+    if tc.plot_every > 0 {
+        informational(&bar, plot_learning_curve(&dir));
+    }
 
     let finished = state.next_epoch >= tc.epochs;
     let (mut last_scores, mut best_scores) = (None, None);
