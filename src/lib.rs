@@ -3,6 +3,7 @@
 //! The data path is one straight line:
 //! `nwb::read → nlb::Session → nlb::resample → nlb::tensors → h5 files → train → submit → evaluate`.
 
+pub mod atomic;
 pub mod baseline;
 pub mod evaluate;
 pub mod h5;

@@ -78,11 +78,7 @@ fn guess_chunk(shape: &[usize], type_size: usize) -> Vec<usize> {
 
 impl AtomicH5 {
     pub fn create(dest: &Path) -> Result<Self> {
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp = crate::atomic::temp_path(dest);
         // The earliest format bound keeps the file readable by every HDF5 1.8+ reader; no
         // object times, so reruns give identical bytes.
         let file = rust_hdf5::H5File::options()

@@ -9,8 +9,7 @@
 //! No RNG state is stored: every epoch reseeds from `(seed, epoch)` (see
 //! [`super::schedule::epoch_seed`]), so `seed` and `next_epoch` determine every later draw.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Module;
 use burn::optim::Optimizer;
@@ -226,23 +225,9 @@ fn shapes<B: Backend>(model: &LangevinFlow<B>) -> Vec<Vec<usize>> {
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk and renames it over
 /// `path`: readers see the old file or the new one, never a partial one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        TrainError::Io {
-            path: path.to_path_buf(),
-            msg: e.to_string(),
-        }
+    crate::atomic::write(path, bytes).map_err(|e| TrainError::Io {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
     })
 }
 

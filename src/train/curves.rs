@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::plots::{font, plot_err};
+use super::plots::{atomically, font, plot_err};
 use super::TrainError;
 
 /// One `metrics.csv` row: what the curve shows of an epoch.
@@ -136,14 +136,8 @@ pub fn plot_learning_curve(dir: &Path) -> Result<(), TrainError> {
     let csv = std::fs::read_to_string(&csv_path).map_err(|e| plot_err(&csv_path, e))?;
     let rows = parse(&csv);
     let path = dir.join("learning_curve.png");
-    let tmp = dir.join(".learning_curve.tmp.png");
     font();
-    let drawn =
-        draw(&tmp, &rows).and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()));
-    if drawn.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    drawn.map_err(|e| plot_err(&path, e))
+    atomically(&path, |tmp| draw(tmp, &rows).map_err(|e| plot_err(tmp, e)))
 }
 
 fn draw(path: &Path, rows: &[Row]) -> Result<(), String> {
@@ -229,6 +223,6 @@ mod tests {
         plot_learning_curve(dir.path()).unwrap();
         let png = std::fs::read(dir.path().join("learning_curve.png")).unwrap();
         assert_eq!(&png[1..4], b"PNG");
-        assert!(!dir.path().join(".learning_curve.tmp.png").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
     }
 }

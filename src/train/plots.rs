@@ -54,6 +54,29 @@ pub fn plot_rates(
     rates: &Array3<f64>,
     info: &PlotInfo,
 ) -> Result<(), TrainError> {
+    atomically(path, |tmp| draw_rates(tmp, spikes, rates, info))
+}
+
+/// Runs `draw` on a temporary file beside `path` and renames it into place; a failed drawing
+/// leaves the previous plot and no temporary file, and its error names `path`.
+pub(super) fn atomically(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    let tmp = crate::atomic::temp_path(path);
+    let drawn = draw(&tmp).map_err(|e| match e {
+        TrainError::Plot { msg, .. } => std::io::Error::other(msg),
+        other => std::io::Error::other(other.to_string()),
+    });
+    crate::atomic::commit(&tmp, path, drawn).map_err(|e| plot_err(path, e))
+}
+
+fn draw_rates(
+    path: &Path,
+    spikes: &Array3<f32>,
+    rates: &Array3<f64>,
+    info: &PlotInfo,
+) -> Result<(), TrainError> {
     font();
     let (n_trials, steps, n) = rates.dim();
     let root = BitMapBackend::new(path, (1400, 420 * n_trials as u32)).into_drawing_area();
@@ -196,6 +219,10 @@ pub fn top_pcs(points: ArrayView2<'_, f64>, k: usize) -> (Array2<f64>, Vec<f64>)
 /// Latent positions `z` `[trials, T + Tf, D]` projected on their top three principal
 /// components: a 3-D view of the trajectories (left) and each component over time (right).
 pub fn plot_latents(path: &Path, z: &Array3<f64>, info: &PlotInfo) -> Result<(), TrainError> {
+    atomically(path, |tmp| draw_latent_pcs(tmp, z, info))
+}
+
+fn draw_latent_pcs(path: &Path, z: &Array3<f64>, info: &PlotInfo) -> Result<(), TrainError> {
     font();
     let (n_trials, steps, dims) = z.dim();
     let flat = z
