@@ -32,7 +32,11 @@ pub fn remove_stale(dest: &Path) {
     let (Some(dir), prefix) = (dest.parent(), prefix(dest)) else {
         return;
     };
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -91,7 +95,9 @@ mod tests {
         let dest = dir.path().join("x.h5");
         // pid 0 is never a user process; our own pid is alive.
         let dead = dir.path().join(".x.h5.tmp-999999999.h5");
-        let mine = dir.path().join(format!(".x.h5.tmp-{}.h5", std::process::id()));
+        let mine = dir
+            .path()
+            .join(format!(".x.h5.tmp-{}.h5", std::process::id()));
         let other = dir.path().join(".y.h5.tmp-999999999.h5");
         for p in [&dead, &mine, &other] {
             std::fs::write(p, b"partial").unwrap();

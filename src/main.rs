@@ -254,7 +254,9 @@ fn preprocess(args: PreprocessArgs) -> Result<()> {
 }
 
 fn evaluate(args: EvaluateArgs) -> Result<()> {
-    use langevin::evaluate::{evaluate_files_with_truth, format_table_with_truth, Report};
+    use langevin::evaluate::{
+        evaluate_files_with_truth, format_table_with_truth, skipped_notes, Report,
+    };
     let (results, truth) =
         evaluate_files_with_truth(&args.target, &args.submission, args.truth.as_deref())?;
     if results.is_empty() {
@@ -269,6 +271,7 @@ fn evaluate(args: EvaluateArgs) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&Report::from_results_with_truth(&results, &truth))?
         );
+        eprint!("{}", skipped_notes(&results));
     } else {
         print!("{}", format_table_with_truth(&results, &truth));
     }
@@ -423,8 +426,24 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message before it
+/// already holds (library errors often include their source in their own message).
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out += ": ";
+            }
+            out += &text;
+        }
+    }
+    out
 }

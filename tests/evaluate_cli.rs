@@ -103,3 +103,49 @@ fn missing_files_and_foreign_targets_fail_clearly() {
         .failure()
         .stderr(predicate::str::contains("no dataset group"));
 }
+
+#[test]
+fn a_target_with_only_heldout_spikes_scores_co_bps_and_names_what_it_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("eval_target.h5");
+    std::fs::copy(split("mc_maze-20ms-val").join("eval_target.h5"), &target).unwrap();
+    let file = rust_hdf5::H5File::open_rw(&target).unwrap();
+    for key in [
+        "train_behavior",
+        "eval_behavior",
+        "psth",
+        "eval_cond_idx",
+        "train_cond_idx",
+        "eval_spikes_heldin_forward",
+        "eval_spikes_heldout_forward",
+    ] {
+        file.delete_dataset(&format!("mc_maze_20/{key}")).unwrap();
+    }
+    file.close().unwrap();
+    let run = |json: bool| {
+        let mut cmd = common::langevin();
+        cmd.arg("evaluate").arg("--target").arg(&target).arg("--submission");
+        cmd.arg(split("mc_maze-20ms-val").join("submission_smoothing.h5"));
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.assert().success().get_output().clone();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (table, _) = run(false);
+    assert!(table.contains("co-bps") && !table.contains("vel R2"), "{table}");
+    for line in [
+        "note: mc_maze_20: vel R2 not scored (target has no `train_behavior`)",
+        "note: mc_maze_20: psth R2 not scored (target has no `psth`)",
+        "note: mc_maze_20: fp-bps not scored (target has no `eval_spikes_heldin_forward`)",
+    ] {
+        assert_eq!(table.matches(line).count(), 1, "{table}");
+    }
+    let (json, notes) = run(true);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let split = &v[0]["mc_maze_20_split"];
+    assert_eq!(split.as_object().unwrap().len(), 1, "only co-bps: {json}");
+    assert!(split["co-bps"].as_f64().unwrap().is_finite());
+    assert_eq!(notes.matches("note:").count(), 3, "{notes}");
+}

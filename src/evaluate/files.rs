@@ -62,7 +62,8 @@ pub(super) fn visit_files<E: From<EvalError>>(
                 group: group.clone(),
                 source: Box::new(source),
             };
-            let (t, s, metrics) = if !dataset.is_dmfc() && dataset.has_behavior() {
+            let decodes = !dataset.is_dmfc() && dataset.has_behavior();
+            let (t, s, metrics) = if decodes && tf.has(&format!("{group}/train_behavior")) {
                 score_fitting_while_reading(&tf, &sf, dataset, &group).map_err(|e| match e {
                     Failure::Read(e) => e,
                     Failure::Score(e) => in_group(e),

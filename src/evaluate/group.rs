@@ -2,7 +2,7 @@
 
 use ndarray::{Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, Ix2, Ix3};
 
-use super::error::{GroupError, Key, MetricError};
+use super::error::{GroupError, Key, MetricError, Side};
 use super::metrics::{bits_per_spike, fp_bps, psth_r2, tp_corr, ZERO_RATE};
 use super::rates::{Rate, RatePair};
 use super::ridge::{DecodeSplit, VelocityDecoder};
@@ -66,8 +66,20 @@ impl<R: Rate> GroupRates<'_, R> {
     }
 }
 
+/// A metric the dataset defines that the target could not support, and why.
+///
+/// Third-party targets for real recordings often hold only `eval_spikes_heldout`; those still
+/// get co-bps, and each metric left out is named once instead of failing the whole group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedMetric {
+    /// nlb_tools' key name, e.g. `vel R2`.
+    pub metric: &'static str,
+    /// The target key it needs and lacks, e.g. ``target has no `train_behavior` ``.
+    pub reason: String,
+}
+
 /// The metrics of one group; `None` where the dataset or the inputs do not define one.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Metrics {
     /// Bits/spike of the held-out neurons: the headline co-smoothing score.
     pub co_bps: f64,
@@ -79,6 +91,27 @@ pub struct Metrics {
     pub psth_r2: Option<f64>,
     /// When both the submission and the target have forward data.
     pub fp_bps: Option<f64>,
+    /// Metrics the dataset defines but the target lacked the keys for (never in the JSON).
+    pub skipped: Vec<SkippedMetric>,
+}
+
+/// A metric's result with a missing *target* key turned into a skip: the target cannot support
+/// it, which is a property of the file, not an error in the submission.
+fn or_skip<T: Default>(
+    metric: &'static str,
+    result: Result<T, GroupError>,
+    skipped: &mut Vec<SkippedMetric>,
+) -> Result<T, GroupError> {
+    match result {
+        Err(GroupError::Missing { key }) if key.side == Side::Target => {
+            skipped.push(SkippedMetric {
+                metric,
+                reason: format!("target has no `{}`", key.name),
+            });
+            Ok(T::default())
+        }
+        other => other,
+    }
 }
 
 impl Metrics {
@@ -227,13 +260,34 @@ fn score_after_co_bps<R: Rate, S: Rate>(
         let behaviour = behaviour.join().expect("behaviour metric worker panicked");
         (behaviour, psth, fp)
     });
-    let (tp_corr, vel_r2) = behaviour?;
+    let mut skipped = Vec::new();
+    let behaviour_key = if dataset.is_dmfc() {
+        "tp corr"
+    } else {
+        "vel R2"
+    };
+    let (tp_corr, vel_r2) = or_skip(behaviour_key, behaviour, &mut skipped)?;
+    let psth_r2 = or_skip("psth R2", psth, &mut skipped)?;
+    if target.psth.is_none() && dataset != Dataset::McRtt {
+        skipped.push(SkippedMetric {
+            metric: "psth R2",
+            reason: "target has no `psth`".into(),
+        });
+    }
+    let fp_bps = or_skip("fp-bps", fp, &mut skipped)?;
+    if target.eval_spikes_heldin_forward.is_none() {
+        skipped.push(SkippedMetric {
+            metric: "fp-bps",
+            reason: "target has no `eval_spikes_heldin_forward`".into(),
+        });
+    }
     Ok(Metrics {
         co_bps: f64::NAN,
         tp_corr,
         vel_r2,
-        psth_r2: psth?,
-        fp_bps: fp?,
+        psth_r2,
+        fp_bps,
+        skipped,
     })
 }
 
@@ -258,6 +312,11 @@ fn behaviour_metric<R: Rate, S: Rate>(
     } else if dataset.has_behavior() {
         let started = std::time::Instant::now();
         let fitted;
+        if target.train_behavior.is_none() && decoder.is_none() {
+            return Err(GroupError::Missing {
+                key: Key::target("train_behavior"),
+            });
+        }
         let decoder = match decoder {
             Some(d) => d,
             None => {
@@ -627,10 +686,46 @@ mod tests {
             train: Some(pair(&train, 3)),
             ..r
         };
-        let err = evaluate_group(Dataset::McMaze, &t, &r).unwrap_err();
+        let m = evaluate_group(Dataset::McMaze, &t, &r).unwrap();
+        assert!(m.psth_r2.is_none() && m.vel_r2.is_some());
         assert_eq!(
-            err.to_string(),
-            "target `eval_cond_idx` is required but missing"
+            m.skipped,
+            [SkippedMetric {
+                metric: "psth R2",
+                reason: "target has no `eval_cond_idx`".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_target_with_only_heldout_spikes_gets_co_bps_and_names_the_rest() {
+        let (train, eval) = (rates(6, 5), rates(4, 5));
+        let r = GroupRates {
+            eval: pair(&eval, 3),
+            train: Some(pair(&train, 3)),
+            eval_forward: Some(pair(&eval, 3)),
+        };
+        let full = target();
+        let partial = TargetGroup {
+            eval_spikes_heldout: full.eval_spikes_heldout.clone(),
+            ..TargetGroup::default()
+        };
+        let m = evaluate_group(Dataset::McMaze, &partial, &r).unwrap();
+        let want = evaluate_group(Dataset::McMaze, &full, &r).unwrap().co_bps;
+        assert_eq!(m.co_bps, want);
+        assert_eq!(m.entries(), [("co-bps", want)]);
+        let named: Vec<_> = m
+            .skipped
+            .iter()
+            .map(|s| (s.metric, s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("vel R2", "target has no `train_behavior`"),
+                ("psth R2", "target has no `psth`"),
+                ("fp-bps", "target has no `eval_spikes_heldin_forward`"),
+            ]
         );
     }
 

@@ -35,6 +35,6 @@ pub use metrics::{
     bits_per_spike, fp_bps, pearson_r, poisson_nll, psth_r2, r2_score, tp_corr, ZERO_RATE,
 };
 pub use rates::{Rate, RatePair};
-pub use report::{format_table, format_table_with_truth, DatasetResult, Report};
+pub use report::{format_table, format_table_with_truth, skipped_notes, DatasetResult, Report};
 pub use ridge::{alphas, velocity_r2, DecodeSplit, VelocityDecoder, N_FOLDS};
 pub use truth::{evaluate_files_with_truth, truth_scores, TruthError, TruthFileError, TruthScores};

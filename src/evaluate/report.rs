@@ -7,7 +7,7 @@ use super::group::{Dataset, Metrics};
 use super::truth::TruthScores;
 
 /// The metrics of one scored group.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatasetResult {
     pub dataset: Dataset,
     /// 5 or 20: the group suffix (`''` or `_20`) it was read from.
@@ -194,6 +194,24 @@ pub fn format_table_with_truth(results: &[DatasetResult], truth: &[Option<TruthS
         }
         out.push('\n');
     }
+    out + &skipped_notes(results)
+}
+
+/// One line per metric a target could not support: `note: mc_maze_20: vel R2 not scored
+/// (target has no `train_behavior`)`. Empty for complete targets. Printed under the table, and
+/// on stderr beside `--json`, whose list stays exactly nlb_tools'.
+pub fn skipped_notes(results: &[DatasetResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        for s in &r.metrics.skipped {
+            out += &format!(
+                "note: {}: {} not scored ({})\n",
+                r.group(),
+                s.metric,
+                s.reason
+            );
+        }
+    }
     out
 }
 
@@ -211,6 +229,7 @@ mod tests {
                 tp_corr: dataset.is_dmfc().then_some(-0.25),
                 psth_r2: (dataset != Dataset::McRtt).then_some(f64::NAN),
                 fp_bps: None,
+                skipped: Vec::new(),
             },
         }
     }

@@ -223,6 +223,10 @@ mod tests {
         plot_learning_curve(dir.path()).unwrap();
         let png = std::fs::read(dir.path().join("learning_curve.png")).unwrap();
         assert_eq!(&png[1..4], b"PNG");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
     }
 }

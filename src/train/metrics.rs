@@ -186,13 +186,19 @@ impl MetricsCsv {
         })
     }
 
-    /// Appends one row and flushes it, so the file is current even if the run is killed.
+    /// Appends one row, so the file is current even if the run is killed. A row that cannot be
+    /// written whole (a full disk) is cut off again, so the file never ends in half a line.
     pub fn append(&self, row: &EpochRow) -> Result<(), TrainError> {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)
             .map_err(|e| io_err(&self.path, e))?;
-        writeln!(f, "{}", row.to_csv()).map_err(|e| io_err(&self.path, e))
+        let len = f.metadata().map_err(|e| io_err(&self.path, e))?.len();
+        let line = format!("{}\n", row.to_csv());
+        f.write_all(line.as_bytes()).map_err(|e| {
+            let _ = f.set_len(len);
+            io_err(&self.path, e)
+        })
     }
 }
 
@@ -257,7 +263,25 @@ pub fn nlb_scores<B: Backend>(
             path: data.dir.clone(),
             msg: e.to_string(),
         })?;
+    note_skipped_once(&data.dir, &metrics);
     Ok(Some(metrics.into()))
+}
+
+/// Logs the metrics a split's target cannot support the first time that split is scored in
+/// this process, so a partial target gives one message rather than one per eval epoch.
+fn note_skipped_once(dir: &std::path::Path, metrics: &Metrics) {
+    static NOTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    if metrics.skipped.is_empty() {
+        return;
+    }
+    let mut noted = NOTED.lock().unwrap_or_else(|e| e.into_inner());
+    if noted.iter().any(|d| d == dir) {
+        return;
+    }
+    noted.push(dir.to_path_buf());
+    for s in &metrics.skipped {
+        tracing::warn!("{}: {} not scored ({})", dir.display(), s.metric, s.reason);
+    }
 }
 
 #[cfg(test)]

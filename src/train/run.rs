@@ -420,11 +420,13 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         }
         let train_parts = sums.mean(n_train);
         let valid_model = model.valid();
-        let valid_parts = validation_loss(&valid_model, &x_valid, &y_valid, epoch, tc.batch_size);
+        let (valid_parts, heldout_nll) =
+            validation_loss(&valid_model, &x_valid, &y_valid, epoch, tc.batch_size);
         let monitored = tc.monitor.value(
             valid_parts.nll,
             valid_parts.kl,
             valid_parts.loss,
+            heldout_nll,
             cfg.model.kl_weight,
         );
         let lr_used = state.lr;
@@ -569,19 +571,21 @@ fn informational<T: Default>(bar: &ProgressBar, result: Result<T, TrainError>) -
     })
 }
 
-/// The validation objective over all held-back trials, `batch` at a time, weighted by trials.
+/// The validation objective over all held-back trials, `batch` at a time, weighted by trials,
+/// and the held-out neurons' likelihood (see [`super::config::Monitor::HeldoutNll`]).
 fn validation_loss<B: Backend>(
     model: &LangevinFlow<B>,
     x: &Tensor<B, 3>,
     y: &Tensor<B, 3>,
     epoch: usize,
     batch: usize,
-) -> LossParts {
+) -> (LossParts, f64) {
     let n = x.dims()[0];
     let mut sums = LossParts::default();
+    let mut heldout = 0.0;
     for start in (0..n).step_by(batch) {
         let end = (start + batch).min(n);
-        let loss = model.validation_loss(
+        let (loss, heldout_nll) = model.validation_parts(
             x.clone().slice(s![start..end, .., ..]),
             y.clone().slice(s![start..end, .., ..]),
             epoch,
@@ -594,8 +598,9 @@ fn validation_loss<B: Backend>(
             },
             end - start,
         );
+        heldout += scalar(heldout_nll) * (end - start) as f64;
     }
-    sums.mean(n)
+    (sums.mean(n), heldout / n.max(1) as f64)
 }
 
 /// Validation trials plotted: two for spikes and rates, up to this many for latent trajectories.
