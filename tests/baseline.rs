@@ -120,7 +120,7 @@ fn co_bps_matches_the_reference_score() {
         let target = prep(split).join("eval_target.h5");
         let ours = langevin::evaluate::evaluate_files(&target, &out).unwrap();
         let theirs = langevin::evaluate::evaluate_files(&target, &reference(split)).unwrap();
-        let (a, b) = (ours[0].metrics, theirs[0].metrics);
+        let (a, b) = (&ours[0].metrics, &theirs[0].metrics);
         assert!(
             (a.co_bps - b.co_bps).abs() < bps_bound,
             "{split}: co-bps {} vs {}",

@@ -124,7 +124,10 @@ fn a_target_with_only_heldout_spikes_scores_co_bps_and_names_what_it_skipped() {
     file.close().unwrap();
     let run = |json: bool| {
         let mut cmd = common::langevin();
-        cmd.arg("evaluate").arg("--target").arg(&target).arg("--submission");
+        cmd.arg("evaluate")
+            .arg("--target")
+            .arg(&target)
+            .arg("--submission");
         cmd.arg(split("mc_maze-20ms-val").join("submission_smoothing.h5"));
         if json {
             cmd.arg("--json");
@@ -135,7 +138,11 @@ fn a_target_with_only_heldout_spikes_scores_co_bps_and_names_what_it_skipped() {
     };
     let (table, _) = run(false);
     let header = table.lines().next().unwrap();
-    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["dataset", "co-bps"], "{table}");
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["dataset", "co-bps"],
+        "{table}"
+    );
     for line in [
         "note: mc_maze_20: vel R2 not scored (target has no `train_behavior`)",
         "note: mc_maze_20: psth R2 not scored (target has no `psth`)",
