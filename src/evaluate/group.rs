@@ -690,10 +690,16 @@ mod tests {
         assert!(m.psth_r2.is_none() && m.vel_r2.is_some());
         assert_eq!(
             m.skipped,
-            [SkippedMetric {
-                metric: "psth R2",
-                reason: "target has no `eval_cond_idx`".into()
-            }]
+            [
+                SkippedMetric {
+                    metric: "psth R2",
+                    reason: "target has no `eval_cond_idx`".into()
+                },
+                SkippedMetric {
+                    metric: "fp-bps",
+                    reason: "target has no `eval_spikes_heldin_forward`".into()
+                }
+            ]
         );
     }
 

@@ -467,10 +467,21 @@ impl<B: Backend> LangevinFlow<B> {
         targets: Tensor<B, 3>,
         epoch: usize,
     ) -> (Loss<B>, Tensor<B, 1>) {
+        self.validation_parts_with(x_heldin, targets, epoch, &Noise::random())
+    }
+
+    /// [`Self::validation_parts`] with its random draws taken from `noise`.
+    pub fn validation_parts_with(
+        &self,
+        x_heldin: Tensor<B, 3>,
+        targets: Tensor<B, 3>,
+        epoch: usize,
+        noise: &Noise,
+    ) -> (Loss<B>, Tensor<B, 1>) {
         let [batch, t_obs, n_heldin] = x_heldin.dims();
         let [_, steps, n_neurons] = targets.dims();
         let t_fwd = self.forward_bins(t_obs, steps, n_neurons);
-        let output = self.forward(x_heldin, t_fwd, Mode::Eval);
+        let output = self.forward_with(x_heldin, t_fwd, Mode::Eval, noise);
         let heldout = if n_neurons > n_heldin {
             let cut = |t: Tensor<B, 3>| t.slice([0..batch, 0..t_obs, n_heldin..n_neurons]);
             loss::poisson_nll(cut(output.log_rates.clone()), cut(targets.clone()))
@@ -593,6 +604,7 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, NdArray};
     use burn::module::AutodiffModule;
+    use burn::tensor::TensorData;
 
     type Cpu = NdArray<f32>;
     type Ad = Autodiff<Cpu>;
@@ -788,8 +800,24 @@ mod tests {
         let x = spikes::<Cpu>([2, 6, 5], &device);
         let y = spikes::<Cpu>([2, 8, 7], &device);
         // Changing held-in targets or forward bins leaves it alone; held-out observed bins move it.
-        Cpu::seed(&device, 3);
-        let (_, base) = model.validation_parts(x.clone(), y.clone(), 0);
+        let d = model.forward(x.clone(), 2, Mode::Eval).z.dims()[2];
+        let noise = || {
+            let draw = |k: usize| {
+                let v: Vec<f32> = (0..2 * d)
+                    .map(|i| ((i * 7 + k * 3) % 11) as f32 / 11.0 - 0.5)
+                    .collect();
+                TensorData::new(v, [2, d])
+            };
+            let mut m = std::collections::HashMap::from([
+                ("z0".to_string(), draw(0)),
+                ("v0".to_string(), draw(1)),
+            ]);
+            for t in 1..8 {
+                m.insert(format!("velocity/{t}"), draw(t + 1));
+            }
+            Noise::replay(m)
+        };
+        let (_, base) = model.validation_parts_with(x.clone(), y.clone(), 0, &noise());
         let mut other = y.clone().into_data().to_vec::<f32>().unwrap();
         for (i, v) in other.iter_mut().enumerate() {
             let (t, n) = ((i / 7) % 8, i % 7);
@@ -798,10 +826,8 @@ mod tests {
             }
         }
         let y2 = Tensor::<Cpu, 1>::from_floats(other.as_slice(), &device).reshape([2, 8, 7]);
-        Cpu::seed(&device, 3);
-        let (_, same) = model.validation_parts(x.clone(), y2, 0);
-        Cpu::seed(&device, 3);
-        let out = model.forward(x.clone(), 2, Mode::Eval);
+        let (_, same) = model.validation_parts_with(x.clone(), y2, 0, &noise());
+        let out = model.forward_with(x.clone(), 2, Mode::Eval, &noise());
         let r = out.log_rates.slice([0..2, 0..6, 5..7]);
         let want = loss::poisson_nll(r, y.slice([0..2, 0..6, 5..7])).into_scalar();
         let (b, s) = (base.into_scalar(), same.into_scalar());
