@@ -90,6 +90,29 @@ fn names(files: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
     files.iter().map(|(p, _)| p.display().to_string()).collect()
 }
 
+/// The run failed with exit 1 (not a crash, not success) and named the cause; its stderr.
+fn failed_cleanly(out: &Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: a clear failure: {stderr}"
+    );
+    assert!(
+        stderr.contains("File too large"),
+        "{what}: names the cause: {stderr}"
+    );
+    stderr
+}
+
+fn assert_no_temporaries(files: &[(PathBuf, Vec<u8>)]) {
+    assert!(
+        !names(files).iter().any(|n| n.contains(".tmp-")),
+        "no temporary file left: {:?}",
+        names(files)
+    );
+}
+
 /// Data, a val split, a trained run, its submission and the baseline's, all written unlimited.
 fn workspace() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
@@ -161,15 +184,10 @@ fn fails_cleanly(root: &Path, args: &[&str], dir: &str, file_hint: &str) {
     let before = snapshot(&root.join(dir));
     for limit in LIMITS {
         let out = run_limited(root, args, limit);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{args:?} at {limit} B: a clear failure, not a crash or success: {stderr}"
-        );
+        let stderr = failed_cleanly(&out, &format!("{args:?} at {limit} B"));
         assert!(
-            stderr.contains("File too large") && stderr.contains(file_hint),
-            "{args:?} at {limit} B: the message names the file and the cause: {stderr}"
+            stderr.contains(file_hint),
+            "{args:?} at {limit} B: the message names the file: {stderr}"
         );
         let after = snapshot(&root.join(dir));
         assert_eq!(
@@ -215,10 +233,10 @@ fn every_writer_fails_cleanly_on_a_full_disk() {
     resume.extend(["--resume", "--set", "train.epochs=4"]);
     let before = snapshot(&root.join("runs/t/mc_maze-20ms-val"));
     for limit in LIMITS {
-        let out = run_limited(root, &resume, limit);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "resume at {limit} B: {stderr}");
-        assert!(stderr.contains("File too large"), "{stderr}");
+        failed_cleanly(
+            &run_limited(root, &resume, limit),
+            &format!("resume at {limit} B"),
+        );
         let after = snapshot(&root.join("runs/t/mc_maze-20ms-val"));
         for (path, bytes) in &before {
             let name = path.file_name().unwrap().to_string_lossy();
@@ -227,11 +245,7 @@ fn every_writer_fails_cleanly_on_a_full_disk() {
                 assert_eq!(now, Some(bytes), "{name} unchanged at {limit} B");
             }
         }
-        assert!(
-            !names(&after).iter().any(|n| n.contains(".tmp-")),
-            "no temporary file left: {:?}",
-            names(&after)
-        );
+        assert_no_temporaries(&after);
     }
 }
 
@@ -242,19 +256,12 @@ fn a_new_run_on_a_full_disk_fails_with_the_file_named() {
     for (i, limit) in LIMITS.into_iter().enumerate() {
         let tag = format!("full{i}");
         let out = run_limited(root, &train_args(&tag), limit);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "at {limit} B: {stderr}");
+        let stderr = failed_cleanly(&out, &format!("train at {limit} B"));
         assert!(
-            stderr.contains(&format!("runs/{tag}/mc_maze-20ms-val/"))
-                && stderr.contains("File too large"),
+            stderr.contains(&format!("runs/{tag}/mc_maze-20ms-val/")),
             "{stderr}"
         );
-        let left = snapshot(&root.join("runs").join(&tag));
-        assert!(
-            !names(&left).iter().any(|n| n.contains(".tmp-")),
-            "no temporary file left: {:?}",
-            names(&left)
-        );
+        assert_no_temporaries(&snapshot(&root.join("runs").join(&tag)));
     }
 }
 
