@@ -29,8 +29,10 @@ pub fn configure(threads: Option<usize>) {
     }
     // Burn's CPU kernels (burn-flex, burn-ndarray) run on rayon's global pool; a second call
     // (a test harness that already built it) keeps whatever pool exists.
+    flush_subnormals();
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
+        .start_handler(|_| flush_subnormals())
         .build_global();
     // The HDF5 layer and ndarray's matrix multiply read their own variables, once, on first use.
     for var in ["RUST_HDF5_IO_THREADS", "MATMUL_NUM_THREADS"] {
@@ -54,5 +56,57 @@ fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// Makes this thread's float arithmetic treat subnormal numbers as zero (x86-64: MXCSR's FTZ and
+/// DAZ bits; aarch64: FPCR.FZ). Late in training some weights, Adam moments and attention
+/// products fall below f32's normal range (1.2e-38), and x86 cores take a microcode assist of
+/// ~100 cycles for every operation on such a value: measured on real MC_Maze_Small, epochs slowed
+/// from 0.37 s to 2.4 s after ~1,000 epochs. Values that small are zero to every loss and metric
+/// here, and the mode is fixed per process, so runs stay reproducible.
+pub fn flush_subnormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads and writes this thread's MXCSR only, setting two mode bits (FTZ 15, DAZ 6);
+    // no memory besides the local word is touched.
+    unsafe {
+        let mut csr: u32 = 0;
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
+        csr |= (1 << 15) | (1 << 6);
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: reads and writes this thread's FPCR only, setting the flush-to-zero bit (24).
+    unsafe {
+        let mut fpcr: u64;
+        std::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack, preserves_flags));
+        fpcr |= 1 << 24;
+        std::arch::asm!("msr fpcr, {}", in(reg) fpcr, options(nomem, nostack, preserves_flags));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flush_subnormals;
+
+    /// After the switch, arithmetic yielding a subnormal gives zero, and a subnormal input reads as zero.
+    #[test]
+    fn subnormals_flush_to_zero() {
+        let handle = std::thread::spawn(|| {
+            let tiny = std::hint::black_box(f32::MIN_POSITIVE);
+            let before = tiny / std::hint::black_box(4.0f32);
+            flush_subnormals();
+            let after = tiny / std::hint::black_box(4.0f32);
+            let read = std::hint::black_box(before) * std::hint::black_box(1.0f32);
+            (before, after, read)
+        });
+        let (before, after, read) = handle.join().unwrap();
+        assert!(before > 0.0 && before < f32::MIN_POSITIVE);
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            assert_eq!(after, 0.0);
+            if cfg!(target_arch = "x86_64") {
+                assert_eq!(read, 0.0);
+            }
+        }
     }
 }
