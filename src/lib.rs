@@ -5,6 +5,7 @@
 
 pub mod atomic;
 pub mod baseline;
+pub mod ensemble;
 pub mod evaluate;
 pub mod h5;
 pub mod model;
@@ -13,5 +14,6 @@ pub mod nwb;
 pub mod quickstart;
 pub mod runtime;
 pub mod submit;
+pub mod sweep;
 pub mod synth;
 pub mod train;

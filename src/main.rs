@@ -10,6 +10,9 @@ use langevin::nlb::preprocess::{self, PreprocessOptions};
 use langevin::nlb::{BinWidth, DatasetName, Phase};
 use langevin::train;
 
+mod cli;
+use cli::sweep::{ensemble, sweep, EnsembleArgs, SweepArgs};
+
 /// From raw Neural Latents Benchmark recordings to a scored LangevinFlow model.
 #[derive(Parser)]
 #[command(name = "langevin", version, about)]
@@ -40,6 +43,10 @@ enum Command {
     Submit(SubmitArgs),
     /// Hold back a seeded share of a train_input.h5's trials as a val split to develop against.
     Holdout(HoldoutArgs),
+    /// Train one config over grid values, random draws, seeds and splits (here or on Slurm).
+    Sweep(Box<SweepArgs>),
+    /// Average several runs' predictions into one submission (mean of log-rates) and score it.
+    Ensemble(EnsembleArgs),
 }
 
 #[derive(Args)]
@@ -224,7 +231,7 @@ where
     }
 }
 
-fn split_files() -> SplitFiles {
+pub(crate) fn split_files() -> SplitFiles {
     let var = |k: &str, d: String| std::env::var(k).unwrap_or(d);
     let d = SplitFiles::default();
     SplitFiles {
@@ -409,6 +416,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(args).context("train failed"),
         Command::Submit(args) => submit(args).context("submit failed"),
         Command::Holdout(args) => holdout(args).context("holdout failed"),
+        Command::Sweep(args) => sweep(*args).context("sweep failed"),
+        Command::Ensemble(args) => ensemble(args).context("ensemble failed"),
     }
 }
 

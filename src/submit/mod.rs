@@ -374,7 +374,7 @@ fn score_splits(
     let mut scores = Vec::new();
     let mut unscored = Vec::new();
     for rates in written {
-        match score_split(opts, rates) {
+        match score_split(&opts.files, rates) {
             Ok(result) => scores.push(result),
             Err(reason) => unscored.push(Skipped {
                 run_dir: opts
@@ -388,8 +388,10 @@ fn score_splits(
     (scores, unscored)
 }
 
-fn score_split(opts: &SubmitOptions, rates: &SplitRates) -> Result<DatasetResult, String> {
-    let target_path = rates.split_dir.join(&opts.files.eval_target);
+/// Scores one split's rates against the `eval_target.h5` in its split folder, from the f32 values
+/// a submission file holds; the error says why it could not be scored.
+pub fn score_split(files: &SplitFiles, rates: &SplitRates) -> Result<DatasetResult, String> {
+    let target_path = rates.split_dir.join(&files.eval_target);
     let file = H5File::open(&target_path).map_err(|e| e.to_string())?;
     let group = rates.split.group();
     let target = TargetGroup::read(&file, &group).map_err(|e| e.to_string())?;
