@@ -349,7 +349,7 @@ mod tests {
         let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         std::fs::write(
             file.path(),
-            "[data]\ndataset = \"mc_maze_small\"\n[model]\nhidden_size = 16\n[train]\nepochs = 3\nlr = 0.003\n",
+            "[data]\ndataset = \"mc_maze_small\"\nbin_width = 20\nphase = \"val\"\n[model]\nhidden_size = 16\n[train]\nepochs = 3\nlr = 0.003\nbatch_size = 16\n",
         )
         .unwrap();
         file
@@ -381,7 +381,7 @@ mod tests {
             random: 4,
             ranges: vec![
                 "train.lr=1e-4:1e-2:log".parse().unwrap(),
-                "model.hidden_size=8:64".parse().unwrap(),
+                "train.batch_size=8:64".parse().unwrap(),
             ],
             random_seed: 3,
             ..Default::default()
