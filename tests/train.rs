@@ -175,6 +175,7 @@ fn saved_checkpoints_load_to_identical_outputs() {
         elapsed_seconds: 1.5,
         last_scores: None,
         last_epoch: None,
+        average_steps: 12,
     };
     let path = dir.path().join("x.mpk");
     checkpoint::save(&path, &model, &optim, &state).unwrap();
@@ -295,5 +296,50 @@ fn a_missing_split_folder_says_how_to_make_it() {
         err.contains("mc_maze-20ms-val")
             && err.contains("langevin preprocess --dataset mc_maze --bin-width 20 --phase val"),
         "{err}"
+    );
+}
+
+#[test]
+fn weight_averaging_validates_the_average_and_resumes_exactly() {
+    let _rng = rng_lock();
+    let (_home, prep) = split_home(Scale::Tiny);
+    let runs = tempfile::tempdir().unwrap();
+    let config = TINY.replace("plot_every = 0", "plot_every = 0\nema_decay = 0.9");
+
+    let plain = train::run(&options(TINY, &prep, runs.path(), "plain")).unwrap();
+    let straight = train::run(&options(&config, &prep, runs.path(), "ema")).unwrap();
+    let first = with_epochs(options(&config, &prep, runs.path(), "ema-split"), 2);
+    let dir = train::run(&first).unwrap().run_dir;
+    let mut resumed = options(&config, &prep, runs.path(), "ema-split");
+    resumed.resume = true;
+    let summary = train::run(&resumed).unwrap();
+    assert!(summary.finished);
+
+    // The same training steps; only the validated weights differ.
+    let train_cols = |rows: Vec<String>| -> Vec<String> {
+        rows.iter()
+            .map(|r| r.split(',').take(4).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(
+        train_cols(metrics_without_time(&straight.run_dir)),
+        train_cols(metrics_without_time(&plain.run_dir))
+    );
+    assert_ne!(straight.best_monitored, plain.best_monitored);
+    // Resuming restores the average: the same rows and averaged weights as one straight run.
+    assert_eq!(
+        metrics_without_time(&dir),
+        metrics_without_time(&straight.run_dir)
+    );
+    let parsed = RunConfig::from_toml(&config).unwrap();
+    let average = |d: &Path| weights(&d.join(checkpoint::AVERAGE), &parsed, DIMS);
+    assert_eq!(average(&dir), average(&straight.run_dir));
+    assert_ne!(
+        average(&straight.run_dir),
+        weights(&straight.run_dir.join(checkpoint::LAST), &parsed, DIMS)
+    );
+    assert_eq!(
+        checkpoint::submitted_file(&dir, checkpoint::CheckpointKind::Last),
+        dir.join(checkpoint::AVERAGE)
     );
 }

@@ -298,7 +298,7 @@ fn predict_split<B: Backend>(
     let inputs = read_inputs(&split_dir, &opts.files)?;
     let n_in = inputs.train.len_of(Axis(2));
     let kind = opts.checkpoint.unwrap_or(config.train.submit_checkpoint);
-    let ckpt = run_dir.join(kind.file_name());
+    let ckpt = checkpoint::submitted_file(run_dir, kind);
     if !ckpt.is_file() {
         return Err(TrainError::Checkpoint {
             path: ckpt,

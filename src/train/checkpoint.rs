@@ -9,7 +9,7 @@
 //! No RNG state is stored: every epoch reseeds from `(seed, epoch)` (see
 //! [`super::schedule::epoch_seed`]), so `seed` and `next_epoch` determine every later draw.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::Optimizer;
@@ -39,6 +39,17 @@ impl CheckpointKind {
     }
 }
 
+/// The file `submit` predicts from for `kind`: a run with weight averaging submits its averaged
+/// weights as "last" (`average.mpk`; its `best.mpk` already holds averaged weights).
+pub fn submitted_file(run_dir: &Path, kind: CheckpointKind) -> PathBuf {
+    let average = run_dir.join(AVERAGE);
+    if kind == CheckpointKind::Last && average.is_file() {
+        average
+    } else {
+        run_dir.join(kind.file_name())
+    }
+}
+
 impl std::str::FromStr for CheckpointKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -60,6 +71,8 @@ use crate::model::{LangevinFlow, LangevinFlowConfig, LangevinFlowRecord};
 pub const BEST: &str = "best.mpk";
 /// The checkpoint of the last completed epoch.
 pub const LAST: &str = "last.mpk";
+/// The averaged weights after the last epoch (`train.ema_decay` > 0): what "last" submits.
+pub const AVERAGE: &str = "average.mpk";
 
 /// The training loop's own state at the end of an epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +95,9 @@ pub struct TrainState {
     pub last_scores: Option<(usize, NlbScores)>,
     /// Losses of the last completed epoch, for the summary.
     pub last_epoch: Option<FinalEpoch>,
+    /// Optimizer steps in the weight average (`train.ema_decay`), 0 when it is off.
+    #[serde(default)]
+    pub average_steps: u64,
 }
 
 /// Everything a checkpoint file holds, on autodiff backend `B`.

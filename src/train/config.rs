@@ -118,6 +118,11 @@ pub struct TrainConfig {
     /// The checkpoint `submit` predicts with unless told: "best" (spec §7) or "last" (the
     /// release).
     pub submit_checkpoint: CheckpointKind,
+    /// Exponential moving average of the weights, decay per optimizer step (0 = off, the
+    /// spec's and the release's training). When on, the averaged weights are the ones validated,
+    /// scored, kept as `best.mpk` and (as `average.mpk`) submitted as "last"; `last.mpk` keeps
+    /// the trained weights to resume from. See [`super::average`].
+    pub ema_decay: f64,
 }
 
 impl Default for TrainConfig {
@@ -141,6 +146,7 @@ impl Default for TrainConfig {
             plot_every: 100,
             seed: 0,
             submit_checkpoint: CheckpointKind::Best,
+            ema_decay: 0.0,
         }
     }
 }
@@ -305,6 +311,12 @@ impl RunConfig {
         }
         if t.eval_samples == 0 {
             return fail("train.eval_samples", "must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&t.ema_decay) {
+            return fail(
+                "train.ema_decay",
+                format!("{} must be in [0, 1) (0 turns averaging off)", t.ema_decay),
+            );
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! validation trials held back from the training split; the NLB scores computed on the eval
 //! split are logged for information.
 
+pub mod average;
 pub mod checkpoint;
 pub mod config;
 pub mod curves;

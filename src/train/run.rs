@@ -17,7 +17,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{self, TrainState, BEST, LAST};
+use super::average::WeightAverage;
+use super::checkpoint::{self, TrainState, AVERAGE, BEST, LAST};
 use super::config::{RunConfig, RESUMABLE_KEYS};
 use super::curves::plot_learning_curve;
 use super::data::{rows_to_tensor, to_array, SplitData};
@@ -342,11 +343,20 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
             elapsed_seconds: 0.0,
             last_scores: None,
             last_epoch: None,
+            average_steps: 0,
         };
         let csv = MetricsCsv::create(&dir.join("metrics.csv"))?;
         (model, adam::<Autodiff<B>>(tc, 0.0), state, csv)
     };
     checkpoint::write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let mut average = weight_average::<B>(
+        opts,
+        &dir,
+        &model.valid(),
+        state.average_steps,
+        dims,
+        device,
+    )?;
 
     let x_train = rows_to_tensor::<Autodiff<B>>(&data.inputs, &data.train_idx, device);
     let y_train = rows_to_tensor::<Autodiff<B>>(&data.targets, &data.train_idx, device);
@@ -413,13 +423,18 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
                 clip_grad_norm(&model, &mut grads, max_norm);
             }
             model = optim.step(state.lr, model, grads);
+            if let Some(avg) = average.as_mut() {
+                avg.update(&model.valid());
+            }
             sums.add(parts, chunk.len());
         }
         if interrupted {
             break;
         }
         let train_parts = sums.mean(n_train);
-        let valid_model = model.valid();
+        let valid_model = average
+            .as_ref()
+            .map_or_else(|| model.valid(), |a| a.model.clone());
         let (valid_parts, heldout_nll) =
             validation_loss(&valid_model, &x_valid, &y_valid, epoch, tc.batch_size);
         let monitored = tc.monitor.value(
@@ -483,10 +498,22 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
             informational(&bar, plot_learning_curve(&dir));
         }
         let improved = state.best_monitored.is_none_or(|best| monitored < best);
+        state.average_steps = average.as_ref().map_or(0, |a| a.steps);
+        let validated = average
+            .as_ref()
+            .map(|a| LangevinFlow::<Autodiff<B>>::from_inner(a.model.clone()));
         if improved && monitored.is_finite() {
             state.best_monitored = Some(monitored);
             state.best_epoch = Some(epoch);
-            checkpoint::save(&dir.join(BEST), &model, &optim, &state)?;
+            checkpoint::save(
+                &dir.join(BEST),
+                validated.as_ref().unwrap_or(&model),
+                &optim,
+                &state,
+            )?;
+        }
+        if let Some(avg) = &validated {
+            checkpoint::save(&dir.join(AVERAGE), avg, &optim, &state)?;
         }
         checkpoint::save(&dir.join(LAST), &model, &optim, &state)?;
         bar.set_position(epoch as u64 + 1);
@@ -508,7 +535,9 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
             Some((e, s)) if e + 1 == tc.epochs => Some(s),
             _ => {
                 B::seed(device, final_seed);
-                let m = model.valid();
+                let m = average
+                    .as_ref()
+                    .map_or_else(|| model.valid(), |a| a.model.clone());
                 informational(
                     &bar,
                     nlb_scores(
@@ -560,6 +589,28 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         tracing::info!("stopped after epoch {}", state.next_epoch);
     }
     Ok(summary)
+}
+
+/// The weight average of `train.ema_decay` (`None` when off): restored from `average.mpk` when
+/// resuming, else started from the model's weights.
+fn weight_average<B: Backend>(
+    opts: &TrainOptions,
+    dir: &Path,
+    start: &LangevinFlow<B>,
+    steps: u64,
+    dims: (usize, usize),
+    device: &B::Device,
+) -> Result<Option<WeightAverage<B>>, TrainError> {
+    let decay = opts.config.train.ema_decay;
+    if decay <= 0.0 {
+        return Ok(None);
+    }
+    let path = dir.join(AVERAGE);
+    if opts.resume && steps > 0 {
+        let (model, _) = checkpoint::load_model::<B>(&path, &opts.config.model, dims, device)?;
+        return Ok(Some(WeightAverage::new(model, decay, steps)));
+    }
+    Ok(Some(WeightAverage::new(start.clone(), decay, 0)))
 }
 
 /// Unwraps the result of an informational step (NLB scores, plots), turning a failure into a
