@@ -1,18 +1,23 @@
 """nlb_tools' own preprocessing of a synthetic recording, compared with `langevin preprocess`.
 
-    python compare.py NWB_DIR SPLIT_DIR DATASET BIN_MS [--inputs-only]
+    python compare.py NWB_DIR SPLIT_DIR DATASET BIN_MS
 
 NWB_DIR holds the `*train*.nwb` file `langevin synth` wrote; SPLIT_DIR is the val split folder
 `langevin preprocess` wrote from it. Builds train input, eval input and eval target tensors with
 nlb_tools 0.0.4 (as its README's val-phase example does) and checks every array our files hold
 under the same name against them: same shape, equal values (NaN where nlb_tools has NaN).
 Exits non-zero naming the first key that differs. A reference check only, never in the product.
+
+dmfc_rsg's target is built as nlb-lightning builds it (the pipeline `langevin preprocess` stands
+in for): with `eval_make_params` replaced by `make_params`, so `eval_spikes_heldout` is the whole
+jittered 1500 ms window. nlb_tools' own default cuts it to set→go and pads the front with NaN.
 """
 import sys
 
 import h5py
 import numpy as np
 from nlb_tools.make_tensors import (
+    PARAMS,
     make_eval_input_tensors,
     make_eval_target_tensors,
     make_train_input_tensors,
@@ -71,10 +76,12 @@ def main():
             {"train_spikes_heldin", "train_spikes_heldout"})
     evin = make_eval_input_tensors(ds, dataset, "val", save_file=False)
     compare("eval_input", evin, f"{split_dir}/eval_input.h5", {"eval_spikes_heldin"})
-    if "--inputs-only" in sys.argv:
-        return
+    update = None
+    if dataset == "dmfc_rsg":
+        update = {"eval_make_params": PARAMS[dataset]["make_params"].copy()}
     target = make_eval_target_tensors(
-        ds, dataset, "train", "val", save_file=False, include_psth=dataset != "mc_rtt"
+        ds, dataset, "train", "val", save_file=False, include_psth=dataset != "mc_rtt",
+        update_params=update,
     )
     compare("eval_target", target, f"{split_dir}/eval_target.h5", {"eval_spikes_heldout"})
 
