@@ -403,6 +403,13 @@ fn submit(args: SubmitArgs) -> Result<()> {
             report.skipped.len()
         );
     }
+    if !report.unscored.is_empty() {
+        anyhow::bail!(
+            "{} val split(s) could not be scored (listed above); {} was written",
+            report.unscored.len(),
+            report.path.display()
+        );
+    }
     Ok(())
 }
 

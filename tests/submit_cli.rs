@@ -231,3 +231,43 @@ fn an_unknown_run_tag_names_the_folder() {
         .failure()
         .stderr(predicate::str::contains("runs/nope does not exist"));
 }
+
+#[test]
+fn a_val_split_without_its_target_is_written_but_fails_the_command() {
+    let home = tempfile::tempdir().unwrap();
+    let prep = home.path().join("prep");
+    let split = "mc_maze-20ms-val";
+    std::fs::create_dir_all(prep.join(split)).unwrap();
+    for f in ["train_input.h5", "eval_input.h5"] {
+        std::fs::copy(
+            Path::new(FIXTURE_PREP).join(split).join(f),
+            prep.join(split).join(f),
+        )
+        .unwrap();
+    }
+    langevin()
+        .arg("train")
+        .arg("--config")
+        .arg(config(home.path(), "mc_maze", "val"))
+        .args(["--run-tag", "untargeted", "--prep-home"])
+        .arg(&prep)
+        .arg("--runs-home")
+        .arg(home.path().join("runs"))
+        .assert()
+        .success();
+    langevin()
+        .args(["submit", "--run-tag", "untargeted", "--prep-home"])
+        .arg(&prep)
+        .arg("--runs-home")
+        .arg(home.path().join("runs"))
+        .assert()
+        .failure()
+        .stdout(predicate::str::contains("not scored"))
+        .stderr(predicate::str::contains(
+            "1 val split(s) could not be scored",
+        ));
+    assert!(home
+        .path()
+        .join("runs/untargeted/submission-val.h5")
+        .is_file());
+}
