@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use assert_cmd::Command;
 use langevin::evaluate::evaluate_files_with_truth;
@@ -43,15 +42,6 @@ const ARRAYS: [(&str, &str, &str); 6] = [
     ),
 ];
 
-/// Held by each test throughout. HDF5 keeps a file it writes `flock`ed through its descriptor,
-/// and a `langevin` process spawned meanwhile by another test thread inherits that descriptor,
-/// and with it the lock, until it exits: opening the file then fails with EAGAIN.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A tiny synthetic mc_maze preprocessed at 20 ms (both phases); returns the val split folder.
 fn prepared(home: &Path) -> PathBuf {
     let data_home = home.join("data");
@@ -81,7 +71,6 @@ fn read(path: &Path, key: &str) -> (Vec<f64>, Vec<usize>) {
 
 #[test]
 fn truth_lies_on_the_split_grid_and_predicts_the_counts() {
-    let _serial = serial();
     let home = tempfile::tempdir().unwrap();
     let dir = prepared(home.path());
     let truth = dir.join("truth.h5");
@@ -153,7 +142,6 @@ fn evaluate(dir: &Path, submission: &Path, truth: &Path) -> Command {
 
 #[test]
 fn evaluate_scores_submissions_against_the_truth() {
-    let _serial = serial();
     let home = tempfile::tempdir().unwrap();
     let dir = prepared(home.path());
     let truth = dir.join("truth.h5");
