@@ -11,7 +11,10 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 
-use crate::model::LangevinFlow;
+use std::path::PathBuf;
+
+use super::{checkpoint, TrainError};
+use crate::model::{LangevinFlow, LangevinFlowConfig};
 
 /// The averaged model and how many steps it has seen.
 #[derive(Debug, Clone)]
@@ -29,6 +32,27 @@ impl<B: Backend> WeightAverage<B> {
             model,
             decay,
             steps,
+        }
+    }
+
+    /// The average of `train.ema_decay` (`None` when it is 0): read from `saved` (a resumed run's
+    /// `average.mpk`) once steps were averaged, else started from `start`.
+    pub fn resume_or_start(
+        decay: f64,
+        saved: Option<PathBuf>,
+        start: &LangevinFlow<B>,
+        steps: u64,
+        (config, dims, device): (&LangevinFlowConfig, (usize, usize), &B::Device),
+    ) -> Result<Option<Self>, TrainError> {
+        if decay <= 0.0 {
+            return Ok(None);
+        }
+        match saved {
+            Some(path) if steps > 0 => {
+                let (model, _) = checkpoint::load_model::<B>(&path, config, dims, device)?;
+                Ok(Some(Self::new(model, decay, steps)))
+            }
+            _ => Ok(Some(Self::new(start.clone(), decay, 0))),
         }
     }
 

@@ -349,13 +349,12 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         (model, adam::<Autodiff<B>>(tc, 0.0), state, csv)
     };
     checkpoint::write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    let mut average = weight_average::<B>(
-        opts,
-        &dir,
+    let mut average = WeightAverage::<B>::resume_or_start(
+        tc.ema_decay,
+        opts.resume.then(|| dir.join(AVERAGE)),
         &model.valid(),
         state.average_steps,
-        dims,
-        device,
+        (&cfg.model, dims, device),
     )?;
 
     let x_train = rows_to_tensor::<Autodiff<B>>(&data.inputs, &data.train_idx, device);
@@ -589,28 +588,6 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         tracing::info!("stopped after epoch {}", state.next_epoch);
     }
     Ok(summary)
-}
-
-/// The weight average of `train.ema_decay` (`None` when off): restored from `average.mpk` when
-/// resuming, else started from the model's weights.
-fn weight_average<B: Backend>(
-    opts: &TrainOptions,
-    dir: &Path,
-    start: &LangevinFlow<B>,
-    steps: u64,
-    dims: (usize, usize),
-    device: &B::Device,
-) -> Result<Option<WeightAverage<B>>, TrainError> {
-    let decay = opts.config.train.ema_decay;
-    if decay <= 0.0 {
-        return Ok(None);
-    }
-    let path = dir.join(AVERAGE);
-    if opts.resume && steps > 0 {
-        let (model, _) = checkpoint::load_model::<B>(&path, &opts.config.model, dims, device)?;
-        return Ok(Some(WeightAverage::new(model, decay, steps)));
-    }
-    Ok(Some(WeightAverage::new(start.clone(), decay, 0)))
 }
 
 /// Unwraps the result of an informational step (NLB scores, plots), turning a failure into a
