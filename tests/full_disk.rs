@@ -133,8 +133,27 @@ fn workspace() -> tempfile::TempDir {
     run_ok(d, &preprocess_args());
     run_ok(d, &train_args("t"));
     run_ok(d, &submit_args());
+    let mut second = train_args("u");
+    second.extend(["--set", "train.seed=1"]);
+    run_ok(d, &second);
+    run_ok(d, &ensemble_args());
     run_ok(d, &["baseline", "--split", "prep/mc_maze-20ms-val"]);
     tmp
+}
+
+/// The ensemble of runs `t` and `u` (`u`'s submission is made by the first call).
+fn ensemble_args() -> Vec<&'static str> {
+    vec![
+        "ensemble",
+        "--run-tags",
+        "t,u",
+        "--out",
+        "e",
+        "--runs-home",
+        "runs",
+        "--prep-home",
+        "prep",
+    ]
 }
 
 fn preprocess_args() -> Vec<&'static str> {
@@ -214,6 +233,7 @@ fn every_writer_fails_cleanly_on_a_full_disk() {
         "submission_smoothing.h5",
     );
     fails_cleanly(root, &submit_args(), "runs", "submission-val.h5");
+    fails_cleanly(root, &ensemble_args(), "runs", "runs/e/submission-val.h5");
     fails_cleanly(
         root,
         &[
