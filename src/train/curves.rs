@@ -129,6 +129,18 @@ fn points(rows: &[Row], x: fn(&Row) -> f64, y: fn(&Row) -> Option<f64>) -> Vec<(
     rows.iter().filter_map(|r| Some((x(r), y(r)?))).collect()
 }
 
+/// Lowest score the score panels show. An untrained model scores −10 co-bps or worse at the
+/// first evaluation; on a linear axis that one point would flatten the whole curve of scores
+/// between −0.2 and 0.4 that a user reads, so lower scores are drawn on the floor.
+const SCORE_FLOOR: f64 = -1.0;
+
+/// A score series with every value below [`SCORE_FLOOR`] raised to it.
+fn floored(pts: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    pts.into_iter()
+        .map(|(x, y)| (x, y.max(SCORE_FLOOR)))
+        .collect()
+}
+
 /// Draws `learning_curve.png` in `dir` from `dir/metrics.csv`, through a temporary file that is
 /// renamed into place, so a reader never sees half a PNG.
 pub fn plot_learning_curve(dir: &Path) -> Result<(), TrainError> {
@@ -182,19 +194,23 @@ fn draw(path: &Path, rows: &[Row]) -> Result<(), String> {
     )?;
     panel(
         &areas[2],
-        "NLB scores on the eval trials",
+        "NLB scores on the eval trials (below -1 drawn at -1)",
         "epoch",
         &[
-            ("co-bps", BLUE, points(rows, epoch, |r| r.co_bps)),
-            ("fp-bps", RED, points(rows, epoch, |r| r.fp_bps)),
-            ("vel R2", GREEN, points(rows, epoch, |r| r.vel_r2)),
+            ("co-bps", BLUE, floored(points(rows, epoch, |r| r.co_bps))),
+            ("fp-bps", RED, floored(points(rows, epoch, |r| r.fp_bps))),
+            ("vel R2", GREEN, floored(points(rows, epoch, |r| r.vel_r2))),
         ],
     )?;
     panel(
         &areas[3],
-        "co-bps against training time",
+        "co-bps against training time (below -1 drawn at -1)",
         "seconds",
-        &[("co-bps", BLUE, points(rows, |r| r.seconds, |r| r.co_bps))],
+        &[(
+            "co-bps",
+            BLUE,
+            floored(points(rows, |r| r.seconds, |r| r.co_bps)),
+        )],
     )?;
     root.present().map_err(|e| e.to_string())
 }
@@ -214,6 +230,17 @@ mod tests {
         assert_eq!(rows[0].co_bps, Some(-0.1));
         assert_eq!(rows[1].co_bps, None);
         assert_eq!(rows[1].seconds, 3.0);
+    }
+
+    #[test]
+    fn scores_below_the_floor_are_drawn_on_it() {
+        let pts = floored(vec![(0.0, -10.3), (50.0, -0.2), (100.0, 0.15)]);
+        assert_eq!(pts, vec![(0.0, SCORE_FLOOR), (50.0, -0.2), (100.0, 0.15)]);
+        let ((_, _), (y0, y1)) = range(&[("co-bps", BLUE, pts)]).unwrap();
+        assert!(
+            y0 > -1.1 && y1 < 0.3,
+            "the axis spans the scores a user reads"
+        );
     }
 
     #[test]
