@@ -111,7 +111,9 @@ fn panel<DB: DrawingBackend>(
         let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.1.is_finite()).collect();
         let color = *color;
         chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            // One pixel wide: plotters 0.3 draws wider lines past the panel wherever a
+            // segment is steep (a one-epoch loss spike ran down through the panel below).
+            .draw_series(LineSeries::new(pts, color.stroke_width(1)))
             .map_err(|e| e.to_string())?
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
