@@ -152,7 +152,7 @@ fn peak_mib<B: AutodiffBackend>(shape: Shape) -> f64 {
 }
 
 fn main() {
-    langevin::runtime::configure(None);
+    langevin::runtime::configure(None, langevin::runtime::Workload::Model);
     for (name, shape) in [("maze", MAZE_20), ("maze", MAZE_5), ("maze_small", SMALL_5)] {
         let (t, f) = shape.bins;
         println!(

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use langevin::nlb::files::SplitFiles;
 use langevin::nlb::preprocess::{self, PreprocessOptions};
 use langevin::nlb::{BinWidth, DatasetName, Phase};
+use langevin::runtime::Workload;
 use langevin::train;
 
 mod cli;
@@ -413,6 +414,24 @@ fn submit(args: SubmitArgs) -> Result<()> {
     Ok(())
 }
 
+impl Command {
+    /// Commands that train or run the model, and those that only move arrays between files.
+    fn workload(&self) -> Workload {
+        match self {
+            Command::Train(_)
+            | Command::Submit(_)
+            | Command::Quickstart(_)
+            | Command::Sweep(_)
+            | Command::Ensemble(_) => Workload::Model,
+            Command::Preprocess(_)
+            | Command::Evaluate(_)
+            | Command::Baseline(_)
+            | Command::Synth(_)
+            | Command::Holdout(_) => Workload::Files,
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Preprocess(args) => preprocess(args).context("preprocess failed"),
@@ -438,7 +457,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    langevin::runtime::configure(cli.threads);
+    langevin::runtime::configure(cli.threads, cli.command.workload());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,8 +6,9 @@
 //! (up to summation order, ~1e-16).
 
 use super::dataset::PsthParams;
-use super::session::{Intervals, UnitGroup};
+use super::session::{seek, Cursor, Intervals, UnitGroup};
 use super::tensors::{Binned, Result, Tensor, TensorError};
+use super::time::{ceil_div, floor_div};
 use super::windows::{cut, MissingField, TrialWindow, WindowCut};
 
 /// The PSTH tensor and each condition's trial positions in the train and eval tensors.
@@ -22,8 +23,10 @@ struct Kernel {
     taps: Vec<f64>,
     /// "same"-mode offset `(M−1)//2`.
     offset: i64,
-    /// `bin_sums[d + q − 1]` = Σ_{i<q} taps[d + i] (taps zero outside), for bins fully in one run.
-    bin_sums: Vec<f64>,
+    /// `strided[r][i]` = `bin_sums[r + i·q]`, where `bin_sums[d + q − 1]` = Σ_{i<q} taps[d + i]
+    /// (taps zero outside): a bin's mass from one spike when the bin lies wholly in one run; the
+    /// bins one spike reaches read consecutive entries of one phase `r`.
+    strided: Vec<Vec<f64>>,
     q: i64,
 }
 
@@ -44,13 +47,23 @@ impl Kernel {
                 0.0
             }
         };
-        let bin_sums = (-(q - 1)..m)
+        let bin_sums: Vec<f64> = (-(q - 1)..m)
             .map(|d| (0..q).map(|i| tap(d + i)).sum())
+            .collect();
+        let strided = (0..q as usize)
+            .map(|r| {
+                bin_sums
+                    .iter()
+                    .skip(r)
+                    .step_by(q as usize)
+                    .copied()
+                    .collect()
+            })
             .collect();
         Kernel {
             taps,
             offset: (m - 1) / 2,
-            bin_sums,
+            strided,
             q,
         }
     }
@@ -77,39 +90,74 @@ impl Kernel {
     ///
     /// Each observed run is smoothed on its own (zero outside it), as the reference does per
     /// NaN-free stretch; a spike adds its kernel mass to every bin it reaches within its run.
-    fn bins(&self, spikes: &[i64], valid: &Intervals, len_ms: i64, first: i64, out: &mut [f64]) {
-        let q = self.q;
+    ///
+    /// `at` remembers where the last call's search ended, so windows taken in time order find
+    /// their spikes and runs in a few steps; any order gives the same values.
+    fn bins(
+        &self,
+        unit: (&[i64], &Intervals),
+        len_ms: i64,
+        first: i64,
+        out: &mut [f64],
+        at: &mut Cursor,
+    ) {
+        let (spikes, valid) = unit;
         let m = self.len();
         out.fill(0.0);
-        let win_lo = first * q;
-        let win_hi = ((first + out.len() as i64) * q).min(len_ms);
+        let win_lo = first * self.q;
+        let win_hi = ((first + out.len() as i64) * self.q).min(len_ms);
         let runs = &valid.0;
-        let mut i = runs.partition_point(|&(_, b)| b <= win_lo);
+        let first_run = seek(runs, at.run, |&(_, b)| b <= win_lo);
+        let mut i = first_run;
         while i < runs.len() && runs[i].0 < win_hi {
             let (a, b) = runs[i];
             let (s, e) = (a.max(win_lo), b.min(win_hi));
             let k_lo = a.max(s + self.offset - m + 1);
             let k_hi = (b - 1).min(e - 1 + self.offset);
-            let from = spikes.partition_point(|&k| k < k_lo);
-            for &k in spikes[from..].iter().take_while(|&&k| k <= k_hi) {
-                // Rows reached by this spike's kernel, inside the run's part of the window.
-                let n_lo = s.max(k - self.offset);
-                let n_hi = (e - 1).min(k - self.offset + m - 1);
-                for j in super::time::floor_div(n_lo, q)..=super::time::floor_div(n_hi, q) {
-                    let bin = &mut out[(j - first) as usize];
-                    if j * q >= n_lo && j * q + q - 1 <= n_hi {
-                        *bin += self.bin_sums[(j * q + self.offset - k + q - 1) as usize];
-                    } else {
-                        let (r0, r1) = ((j * q).max(n_lo), (j * q + q - 1).min(n_hi));
-                        *bin += (r0..=r1)
-                            .map(|n| self.taps[(n + self.offset - k) as usize])
-                            .sum::<f64>();
-                    }
-                }
+            at.spike = seek(spikes, at.spike, |&k| k < k_lo);
+            for &k in spikes[at.spike..].iter().take_while(|&&k| k <= k_hi) {
+                self.spread(k, (s, e), first, out);
             }
             i += 1;
         }
-        valid.mask_unobserved(first, q, out);
+        at.run = first_run;
+        valid.mask_unobserved_near(first, self.q, out, &mut at.run);
+    }
+
+    /// Adds spike `k`'s kernel mass to the bins it reaches among rows `s..e` (one run's part of
+    /// the window). Bins wholly inside the rows take one contiguous slice of a per-phase kernel
+    /// (`strided`), which the compiler vectorises; at most two bins cut by the run's ends sum
+    /// their rows one by one. Each bin gets one addition per spike, in spike order, as before.
+    fn spread(&self, k: i64, (s, e): (i64, i64), first: i64, out: &mut [f64]) {
+        let (q, m) = (self.q, self.len());
+        let reach = (k - self.offset, k - self.offset + m - 1);
+        let j_lo = ceil_div(s, q).max(floor_div(reach.0, q));
+        let j_hi = (floor_div(e, q) - 1).min(floor_div(reach.1, q));
+        if j_lo <= j_hi {
+            // `bin_sums` index of bin j is j·q + c: one phase r, consecutive entries from i0.
+            let idx = j_lo * q + self.offset - k + q - 1;
+            let (r, i0) = ((idx % q) as usize, (idx / q) as usize);
+            let len = (j_hi - j_lo + 1) as usize;
+            let at = (j_lo - first) as usize;
+            for (o, w) in out[at..at + len]
+                .iter_mut()
+                .zip(&self.strided[r][i0..i0 + len])
+            {
+                *o += w;
+            }
+        }
+        let (n_lo, n_hi) = (s.max(reach.0), (e - 1).min(reach.1));
+        let cut_first = (s % q != 0).then(|| floor_div(s, q));
+        let cut_last = (e % q != 0).then(|| floor_div(e - 1, q));
+        let cut_last = cut_last.filter(|&j| Some(j) != cut_first);
+        for j in cut_first.into_iter().chain(cut_last) {
+            let (r0, r1) = ((j * q).max(n_lo), (j * q + q - 1).min(n_hi));
+            if r0 <= r1 {
+                out[(j - first) as usize] += (r0..=r1)
+                    .map(|n| self.taps[(n + self.offset - k) as usize])
+                    .sum::<f64>();
+            }
+        }
     }
 }
 
@@ -293,17 +341,14 @@ fn mean_by_align_time(
                     let mut sum = vec![0.0; slots * width];
                     let mut count = vec![0u32; slots * width];
                     let mut buf = Vec::new();
-                    for w in windows {
-                        buf.resize(w.len as usize, 0.0);
-                        let base = (offset(w) - lo) as usize;
-                        for (col, &(group, u)) in part.iter().enumerate() {
-                            kernel.bins(
-                                &group.spikes[u],
-                                &group.valid[u],
-                                len_ms,
-                                w.first,
-                                &mut buf,
-                            );
+                    // Unit by unit, so one unit's spikes stay in cache across the windows.
+                    for (col, &(group, u)) in part.iter().enumerate() {
+                        let mut at = Cursor::default();
+                        for w in windows {
+                            buf.resize(w.len as usize, 0.0);
+                            let base = (offset(w) - lo) as usize;
+                            let unit = (&group.spikes[u][..], &group.valid[u]);
+                            kernel.bins(unit, len_ms, w.first, &mut buf, &mut at);
                             for (i, &v) in buf.iter().enumerate() {
                                 if !v.is_nan() {
                                     let k = (base + i) * width + col;
@@ -383,7 +428,13 @@ mod tests {
                 for first in [0, 3, 7] {
                     let n_bins = (600 / q - first) as usize;
                     let mut got = vec![0.0; n_bins];
-                    k.bins(&spikes, valid, 600, first, &mut got);
+                    k.bins(
+                        (&spikes, valid),
+                        600,
+                        first,
+                        &mut got,
+                        &mut Cursor::default(),
+                    );
                     for (i, v) in got.iter().enumerate() {
                         let j = first + i as i64;
                         let want = row_by_row(&k, &spikes, valid, 600, j);
@@ -406,8 +457,20 @@ mod tests {
         let merged = Intervals(vec![(0, 1000)]);
         let mut split = vec![0.0; 4];
         let mut whole = vec![0.0; 4];
-        k.bins(&spikes, &valid, 1000, 20, &mut split);
-        k.bins(&spikes, &merged, 1000, 20, &mut whole);
+        k.bins(
+            (&spikes, &valid),
+            1000,
+            20,
+            &mut split,
+            &mut Cursor::default(),
+        );
+        k.bins(
+            (&spikes, &merged),
+            1000,
+            20,
+            &mut whole,
+            &mut Cursor::default(),
+        );
         // Row 100's run starts at 100, so the spike at 95 does not reach it.
         assert!(split[0] < whole[0]);
     }

@@ -68,9 +68,11 @@ impl Intervals {
         self.0.iter().map(move |&(a, b)| (a + by, b + by))
     }
 
-    /// Sets `out[i]` to NaN where row `(first + i)·q` is not in the set, walking the runs once.
+    /// Sets `out[i]` to NaN where row `(first + i)·q` is not in the set: a search for the first
+    /// run, then one walk.
     pub fn mask_unobserved(&self, first: i64, q: i64, out: &mut [f64]) {
-        self.mask_unobserved_near(first, q, out, &mut 0);
+        let mut run = self.0.partition_point(|&(_, b)| b <= first * q);
+        self.mask_unobserved_near(first, q, out, &mut run);
     }
 
     /// As [`Intervals::mask_unobserved`], starting the walk at `run` (where the last call ended)
@@ -234,8 +236,25 @@ impl Session {
 /// binned in time order walk each unit's spikes once instead of searching them per trial.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cursor {
-    spike: usize,
-    run: usize,
+    pub(super) spike: usize,
+    pub(super) run: usize,
+}
+
+/// `sorted.partition_point(below)`, searched forward from `from` in doubling steps: a few
+/// probes when the answer is near `from` (the next trial of a time-ordered walk), where a
+/// binary search of the whole slice would miss the cache at every step. Falls back to that
+/// search when `from` is past the answer.
+pub fn seek<T>(sorted: &[T], from: usize, below: impl Fn(&T) -> bool) -> usize {
+    if from > sorted.len() || (from > 0 && !below(&sorted[from - 1])) {
+        return sorted.partition_point(below);
+    }
+    let tail = &sorted[from..];
+    let mut step = 1;
+    while step < tail.len() && below(&tail[step - 1]) {
+        step *= 2;
+    }
+    let (lo, hi) = (step / 2, step.min(tail.len()));
+    from + lo + tail[lo..hi].partition_point(below)
 }
 
 /// Spike counts of one unit in bins of `q` rows over bins `first..first+out.len()`:
@@ -276,6 +295,18 @@ pub fn n_bins(len_ms: i64, q: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seek_finds_the_partition_point_from_any_start() {
+        let sorted: Vec<i64> = vec![1, 3, 3, 5, 8, 13, 21, 34, 55, 89];
+        for x in -1..92 {
+            let want = sorted.partition_point(|&k| k < x);
+            for from in 0..=sorted.len() + 1 {
+                assert_eq!(seek(&sorted, from, |&k| k < x), want, "x {x} from {from}");
+            }
+        }
+        assert_eq!(seek(&[] as &[i64], 0, |&k| k < 3), 0);
+    }
 
     #[test]
     fn intervals_merge_and_query() {

@@ -567,7 +567,8 @@ fn eval_target(binned: &Binned<'_>, params: &DatasetParams, masks: &Masks) -> Re
     };
     Ok(EvalTarget {
         eval_spikes_heldout,
-        train_behavior: binned.behavior(params, &masks.train, masks.train_align())?,
+        // The train input's behaviour (same trials, same alignment): filled by `build_split`.
+        train_behavior: None,
         eval_behavior: binned.behavior(params, &masks.eval, eval_align)?,
         eval_spikes_heldin_forward: fwd_in,
         eval_spikes_heldout_forward: fwd_out,
@@ -603,7 +604,10 @@ pub fn build_split(
         tracing::debug!("eval target at {:.2?}", timer.elapsed());
         (train, eval, target)
     });
-    let (train, eval, target) = (train?, eval?, target?);
+    let (train, eval, mut target) = (train?, eval?, target?);
+    if let Some(t) = &mut target {
+        t.train_behavior = train.behavior.clone();
+    }
     Ok(SplitTensors {
         train,
         eval,
