@@ -129,8 +129,10 @@ impl H5File {
                 // Stored as the host's f64 (spike times, behaviour): read straight into place.
                 let shape = ds.shape();
                 let mut flat = vec![0f64; shape.iter().product()];
-                ds.read_raw_into(&mut flat)
-                    .map_err(|e| self.read_err(name, e))?;
+                if !self.read_slabs(name, &ds, &shape, &mut flat)? {
+                    ds.read_raw_into(&mut flat)
+                        .map_err(|e| self.read_err(name, e))?;
+                }
                 return self.shaped(name, &shape, flat);
             }
             Kind::Number(e) | Kind::Bool(e) | Kind::Enum(e) => e,
@@ -212,14 +214,18 @@ impl H5File {
         out: &mut [T],
     ) -> Result<bool> {
         let threads = crate::runtime::threads();
-        let Some(rows) = ds.chunk_dims().and_then(|c| c.first().copied()) else {
+        let Some(chunk_rows) = ds.chunk_dims().and_then(|c| c.first().copied()) else {
             return Ok(false);
         };
         let row_len: usize = shape.iter().skip(1).product();
-        let n_slabs = shape.first().map_or(0, |&n| n.div_ceil(rows.max(1)));
-        if threads < 2 || n_slabs < 2 || row_len == 0 {
+        let n_chunk_rows = shape.first().map_or(0, |&n| n.div_ceil(chunk_rows.max(1)));
+        if threads < 2 || n_chunk_rows < 2 || row_len == 0 {
             return Ok(false);
         }
+        // A few slabs per thread, each a whole number of chunk rows: every slab read walks the
+        // dataset's chunk index once, so a long 1-D dataset (spike times) must not become
+        // thousands of one-chunk slabs.
+        let rows = n_chunk_rows.div_ceil(4 * threads) * chunk_rows;
         let readers = threads;
         let mut parts: Vec<Vec<(usize, &mut [T])>> = (0..readers).map(|_| Vec::new()).collect();
         for (i, slab) in out.chunks_mut(rows * row_len).enumerate() {

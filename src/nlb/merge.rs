@@ -49,10 +49,10 @@ impl Merger {
         self.add_trials(&r.trials()?, offset);
         for (path, name) in r.series_paths()? {
             let series = r.series(&path, &name)?;
-            match on_grid_rows(&series.times, len_ms) {
+            match GridRows::check(&series.times, len_ms) {
                 Some(rows) => {
                     let keep = keep_values(&series.name);
-                    self.add_series(series, &rows, offset, len_ms, keep);
+                    self.add_series(&series, rows, offset, len_ms, keep);
                 }
                 None => tracing::warn!(
                     "{}: series `{}` has samples off the 1 ms grid or past its end; dropped as the reference does",
@@ -102,7 +102,7 @@ impl Merger {
         }
     }
 
-    fn add_series(&mut self, s: Series, rows: &[i64], offset: i64, len_ms: i64, keep: bool) {
+    fn add_series(&mut self, s: &Series, rows: GridRows, offset: i64, len_ms: i64, keep: bool) {
         let idx = match self.series.iter().position(|f| f.name == s.name) {
             Some(idx) => idx,
             None => {
@@ -131,7 +131,7 @@ impl Merger {
                 .extend(runs.into_iter().map(|(a, b)| (a + offset, b + offset)));
             if let Some(values) = target.values.get_mut(c) {
                 values.resize((offset + len_ms) as usize, f64::NAN);
-                for (sample, &row) in rows.iter().enumerate() {
+                for (sample, row) in rows.iter().enumerate() {
                     values[(row + offset) as usize] = value(sample);
                 }
             }
@@ -286,21 +286,21 @@ fn group_valid(units: &Units, heldout: bool, len_ms: i64) -> Intervals {
 
 /// Runs `[a, b)` of rows that hold a sample that is not NaN, where a row sampled twice takes its
 /// last sample (as writing the samples into a dense 1 ms column would).
-fn sampled_runs(rows: &[i64], value: impl Fn(usize) -> f64, len_ms: i64) -> Vec<(i64, i64)> {
+fn sampled_runs(rows: GridRows, value: impl Fn(usize) -> f64, len_ms: i64) -> Vec<(i64, i64)> {
     let mut runs: Vec<(i64, i64)> = Vec::new();
     let mut push = |row: i64| match runs.last_mut() {
         Some(last) if last.1 == row => last.1 += 1,
         _ => runs.push((row, row + 1)),
     };
-    if rows.windows(2).all(|w| w[0] < w[1]) {
-        for (sample, &row) in rows.iter().enumerate() {
+    if rows.ascending {
+        for (sample, row) in rows.iter().enumerate() {
             if !value(sample).is_nan() {
                 push(row);
             }
         }
     } else {
         let mut dense = vec![false; len_ms as usize];
-        for (sample, &row) in rows.iter().enumerate() {
+        for (sample, row) in rows.iter().enumerate() {
             dense[row as usize] = !value(sample).is_nan();
         }
         for (row, _) in dense.iter().enumerate().filter(|(_, &ok)| ok) {
@@ -310,16 +310,40 @@ fn sampled_runs(rows: &[i64], value: impl Fn(usize) -> f64, len_ms: i64) -> Vec<
     runs
 }
 
-/// Grid rows of series samples, or `None` if any sample is off the 1 ms grid of `len_ms` rows.
-fn on_grid_rows(times: &[f64], len_ms: i64) -> Option<Vec<i64>> {
-    times
-        .iter()
-        .map(|&t| {
+/// The 1 ms grid rows of a series' samples, computed from their times when asked: a full-size
+/// session's series hold millions of samples, and a row vector beside their times would add a
+/// third to the memory a series takes while it is merged.
+#[derive(Clone, Copy)]
+struct GridRows<'a> {
+    times: &'a [f64],
+    /// Whether every sample is on a later row than the one before (the usual case).
+    ascending: bool,
+}
+
+fn grid_row(t: f64) -> i64 {
+    super::time::round_ties_even(t * 1000.0) as i64
+}
+
+impl<'a> GridRows<'a> {
+    /// The rows of `times`, or `None` if any sample is off the 1 ms grid of `len_ms` rows.
+    fn check(times: &'a [f64], len_ms: i64) -> Option<Self> {
+        let mut ascending = true;
+        let mut last = i64::MIN;
+        for &t in times {
             let k = super::time::round_ties_even(t * 1000.0);
             let on_grid = super::time::np_round(k / 1000.0, 6) == super::time::np_round(t, 6);
-            (on_grid && k >= 0.0 && (k as i64) < len_ms).then_some(k as i64)
-        })
-        .collect()
+            if !(on_grid && k >= 0.0 && (k as i64) < len_ms) {
+                return None;
+            }
+            ascending &= k as i64 > last;
+            last = k as i64;
+        }
+        Some(GridRows { times, ascending })
+    }
+
+    fn iter(self) -> impl Iterator<Item = i64> + 'a {
+        self.times.iter().map(|&t| grid_row(t))
+    }
 }
 
 #[cfg(test)]
@@ -347,17 +371,23 @@ mod tests {
     fn sampled_runs_skip_nan_and_take_the_last_sample_of_a_row() {
         let v = [1.0, f64::NAN, 2.0, 3.0, 4.0];
         assert_eq!(
-            sampled_runs(&[0, 1, 2, 3, 7], |i| v[i], 8),
+            sampled_runs(
+                GridRows::check(&[0.0, 0.001, 0.002, 0.003, 0.007], 8).unwrap(),
+                |i| v[i],
+                8
+            ),
             [(0, 1), (2, 4), (7, 8)]
         );
         let v = [1.0, 2.0, f64::NAN, 5.0];
-        assert_eq!(sampled_runs(&[0, 1, 1, 2], |i| v[i], 3), [(0, 1), (2, 3)]);
+        let rows = GridRows::check(&[0.0, 0.001, 0.001, 0.002], 3).unwrap();
+        assert_eq!(sampled_runs(rows, |i| v[i], 3), [(0, 1), (2, 3)]);
     }
 
     #[test]
     fn series_samples_must_sit_on_the_grid() {
-        assert_eq!(on_grid_rows(&[0.0, 0.001, 0.002], 3), Some(vec![0, 1, 2]));
-        assert_eq!(on_grid_rows(&[0.0, 0.0015], 3), None);
-        assert_eq!(on_grid_rows(&[0.003], 3), None);
+        let rows = |t: &[f64], len| GridRows::check(t, len).map(|r| r.iter().collect::<Vec<_>>());
+        assert_eq!(rows(&[0.0, 0.001, 0.002], 3), Some(vec![0, 1, 2]));
+        assert_eq!(rows(&[0.0, 0.0015], 3), None);
+        assert_eq!(rows(&[0.003], 3), None);
     }
 }

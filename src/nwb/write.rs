@@ -7,6 +7,10 @@ use crate::h5::{AtomicH5, Data};
 
 /// Writes an NWB file in the layout of the DANDI NLB files (units, trials, `processing/behavior`),
 /// atomically. Bool-valued trial columns are listed in `bool_columns` so they are stored as bools.
+/// Datasets are contiguous and uncompressed, as pynwb writes them by default and as the genuine
+/// DANDI file in `tests/fixtures` stores them, so that reading a synthetic session costs what
+/// reading a real one does (a gzip-compressed full-size session spends most of a preprocess
+/// inflating behaviour series).
 pub fn write(path: &Path, file: &NwbFile, description: &str, bool_columns: &[&str]) -> Result<()> {
     let mut w = AtomicH5::create(path)?;
     let identifier = format!("langevin-{}", file.units.ids.len());
@@ -15,13 +19,13 @@ pub fn write(path: &Path, file: &NwbFile, description: &str, bool_columns: &[&st
     w.attr_str("/", "nwb_version", "2.5.0")?;
     let text = |v: &str| vec![v.to_string()];
     let scalar_text = |w: &mut AtomicH5, name: &str, v: &str| -> Result<()> {
-        Ok(w.write(name, Data::StringScalar(v))?)
+        Ok(w.write_uncompressed(name, Data::StringScalar(v))?)
     };
     scalar_text(&mut w, "identifier", &identifier)?;
     scalar_text(&mut w, "session_description", description)?;
     scalar_text(&mut w, "session_start_time", START_TIME)?;
     scalar_text(&mut w, "timestamps_reference_time", START_TIME)?;
-    w.write("file_create_date", Data::Strings(&text(START_TIME)))?;
+    w.write_uncompressed("file_create_date", Data::Strings(&text(START_TIME)))?;
     for g in [
         "acquisition",
         "analysis",
@@ -44,13 +48,13 @@ pub fn write(path: &Path, file: &NwbFile, description: &str, bool_columns: &[&st
         let base = format!("processing/behavior/{}", s.name);
         let rows = s.times.len();
         let data = format!("{base}/data");
-        w.write(&data, Data::F64(&s.data, vec![rows, s.n_channels()]))?;
+        w.write_uncompressed(&data, Data::F64(&s.data, vec![rows, s.n_channels()]))?;
         w.attr_f64(&data, "conversion", 1.0)?;
         w.attr_f64(&data, "offset", 0.0)?;
         w.attr_f64(&data, "resolution", -1.0)?;
         w.attr_str(&data, "unit", "a.u.")?;
         let stamps = format!("{base}/timestamps");
-        w.write(&stamps, Data::F64(&s.times, vec![rows]))?;
+        w.write_uncompressed(&stamps, Data::F64(&s.times, vec![rows]))?;
         w.attr_i32(&stamps, "interval", 1)?;
         w.attr_str(&stamps, "unit", "seconds")?;
         w.attr_str(
@@ -184,14 +188,14 @@ fn write_units(w: &mut AtomicH5, ids: &ObjectIds, u: &Units) -> Result<()> {
         .flatten()
         .copied()
         .collect();
-    w.write("units/id", Data::I64(&u.ids, vec![n]))?;
+    w.write_uncompressed("units/id", Data::I64(&u.ids, vec![n]))?;
     typed(w, ids, "units/id", "hdmf-common", "ElementIdentifiers")?;
-    w.write("units/spike_times", Data::F64(&times, vec![times.len()]))?;
+    w.write_uncompressed("units/spike_times", Data::F64(&times, vec![times.len()]))?;
     vector_data(w, ids, "units/spike_times", "the spike times for each unit")?;
     let idx = ends(u.spike_times.iter().map(<[f64]>::len));
-    w.write("units/spike_times_index", Data::U64(&idx, vec![n]))?;
+    w.write_uncompressed("units/spike_times_index", Data::U64(&idx, vec![n]))?;
     vector_index(w, ids, "units", "spike_times")?;
-    w.write(
+    w.write_uncompressed(
         "units/obs_intervals",
         Data::F64(&obs, vec![obs.len() / 2, 2]),
     )?;
@@ -202,9 +206,9 @@ fn write_units(w: &mut AtomicH5, ids: &ObjectIds, u: &Units) -> Result<()> {
         "the observation intervals for each unit",
     )?;
     let idx = ends(u.obs_intervals.iter().map(<[[f64; 2]]>::len));
-    w.write("units/obs_intervals_index", Data::U64(&idx, vec![n]))?;
+    w.write_uncompressed("units/obs_intervals_index", Data::U64(&idx, vec![n]))?;
     vector_index(w, ids, "units", "obs_intervals")?;
-    w.write("units/heldout", Data::Bool(&u.heldout, vec![n]))?;
+    w.write_uncompressed("units/heldout", Data::Bool(&u.heldout, vec![n]))?;
     vector_data(
         w,
         ids,
@@ -226,7 +230,7 @@ fn write_trials(
 ) -> Result<()> {
     let base = "intervals/trials";
     let rows: Vec<i64> = (0..t.len as i64).collect();
-    w.write(&format!("{base}/id"), Data::I64(&rows, vec![t.len]))?;
+    w.write_uncompressed(&format!("{base}/id"), Data::I64(&rows, vec![t.len]))?;
     typed(
         w,
         ids,
@@ -251,10 +255,10 @@ fn write_trials(
         match &t.columns[name] {
             Column::Num(v) if bool_columns.contains(&name.as_str()) => {
                 let b: Vec<bool> = v.iter().map(|&x| x != 0.0).collect();
-                w.write(&path, Data::Bool(&b, vec![t.len]))?;
+                w.write_uncompressed(&path, Data::Bool(&b, vec![t.len]))?;
             }
-            Column::Num(v) => w.write(&path, Data::F64(v, vec![t.len]))?,
-            Column::Str(v) => w.write(&path, Data::Strings(v))?,
+            Column::Num(v) => w.write_uncompressed(&path, Data::F64(v, vec![t.len]))?,
+            Column::Str(v) => w.write_uncompressed(&path, Data::Strings(v))?,
         }
         let description = match name.as_str() {
             "start_time" => "Start time of epoch, in seconds",
