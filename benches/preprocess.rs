@@ -2,6 +2,7 @@
 //!
 //! `cargo bench --bench preprocess`. The session is synthesized once with `langevin synth`'s
 //! generator (`--scale full`) into a temporary DATA_HOME; each sample preprocesses one split.
+//! Side by side with nlb_tools, see the README's `preprocess` section.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -35,6 +36,8 @@ fn preprocess(bw: usize, phase: Phase) {
         phases: vec![phase],
         files: Default::default(),
         progress: false,
+        // A real session has no truth file: time only what a user's split costs.
+        companion: None,
     })
     .unwrap();
     divan::black_box(reports);

@@ -254,6 +254,7 @@ fn preprocess(args: PreprocessArgs) -> Result<()> {
         phases: all_or(&args.phase, &Phase::ALL)?,
         files: split_files(),
         progress: true,
+        companion: Some(langevin::synth::truth::companion),
     };
     let reports = preprocess::run(&opts)?;
     print!("{}", preprocess::summary_table(&reports));

@@ -68,6 +68,7 @@ pub fn prepare_split(
         phases: vec![Phase::Val],
         files: SplitFiles::default(),
         progress,
+        companion: Some(crate::synth::truth::companion),
     })?;
     Ok((data_home, prep_home, splits))
 }

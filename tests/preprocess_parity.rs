@@ -84,6 +84,7 @@ fn check_dataset(dataset: DatasetName) {
         phases: Phase::ALL.to_vec(),
         files: SplitFiles::default(),
         progress: false,
+        companion: None,
     };
     let reports = run(&opts).unwrap();
     assert_eq!(reports.len(), 4);

@@ -85,6 +85,7 @@ fn end_to_end(dataset: DatasetName) {
         phases: Phase::ALL.to_vec(),
         files: Default::default(),
         progress: false,
+        companion: Some(langevin::synth::truth::companion),
     })
     .unwrap();
     assert_eq!(splits.len(), 2);

@@ -55,6 +55,7 @@ fn prepared(home: &Path) -> PathBuf {
         phases: Phase::ALL.to_vec(),
         files: Default::default(),
         progress: false,
+        companion: Some(langevin::synth::truth::companion),
     })
     .unwrap();
     assert!(

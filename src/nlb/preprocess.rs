@@ -10,7 +10,15 @@ use super::files::{write_split, SplitFiles};
 use super::session::{nwb_files, Session, SessionError};
 use super::tensors::{build_split, TensorError};
 use crate::h5::H5Error;
-use crate::synth::truth::{write_split_truth, SplitTruthError};
+
+/// A file written beside each split from the session it was made from, once the split's own files
+/// are in place: `langevin synth`'s true rates (`synth::truth::companion`), say. Returns the path
+/// written, if any. `nlb` only calls it; what it writes belongs to the layer that passes it.
+pub type Companion =
+    fn(&Session, &Path, Split, &Path) -> std::result::Result<Option<PathBuf>, CompanionError>;
+
+/// What a [`Companion`] reports when it fails.
+pub type CompanionError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A split that could not be made, naming the dataset folder and what went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +38,8 @@ pub enum PreprocessError {
     },
     #[error(transparent)]
     Write(#[from] H5Error),
-    #[error(transparent)]
-    Truth(#[from] SplitTruthError),
+    #[error("{0}")]
+    Companion(CompanionError),
 }
 
 /// What to preprocess and where.
@@ -44,6 +52,8 @@ pub struct PreprocessOptions {
     pub phases: Vec<Phase>,
     pub files: SplitFiles,
     pub progress: bool,
+    /// Called for each split written (see [`Companion`]).
+    pub companion: Option<Companion>,
 }
 
 /// One split written, for the summary table.
@@ -154,12 +164,12 @@ fn make_split(
     })?;
     let dir = split.dir(&opts.prep_home).0;
     write_split(&dir, &split, &tensors, &opts.files)?;
-    if let Some(path) = write_split_truth(session, folder, split, &dir)? {
-        tracing::info!(
-            "{}: true rates written to {}",
-            split.dir_name(),
-            path.display()
-        );
+    if let Some(companion) = opts.companion {
+        let written =
+            companion(session, folder, split, &dir).map_err(PreprocessError::Companion)?;
+        if let Some(path) = written {
+            tracing::info!("{}: also wrote {}", split.dir_name(), path.display());
+        }
     }
     let shape = &tensors.train.heldin.shape;
     let report = SplitReport {

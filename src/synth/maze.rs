@@ -194,6 +194,7 @@ mod tests {
             phases: Phase::ALL.to_vec(),
             files: Default::default(),
             progress: false,
+            companion: Some(crate::synth::truth::companion),
         })
         .unwrap();
         let val20 = reports

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::{dot, Latents, Population, SynthError};
 use crate::h5::{AtomicH5, Data, H5Error, H5File};
+use crate::nlb::preprocess::CompanionError;
 use crate::nlb::tensors::{expected_counts, RowRates, Tensor, TensorError};
 use crate::nlb::{Phase, Session, Split};
 
@@ -306,6 +307,16 @@ pub enum SplitTruthError {
     },
     #[error(transparent)]
     Write(#[from] H5Error),
+}
+
+/// [`write_split_truth`] as `preprocess`'s companion of every split.
+pub fn companion(
+    session: &Session,
+    folder: &Path,
+    split: Split,
+    dir: &Path,
+) -> Result<Option<PathBuf>, CompanionError> {
+    Ok(write_split_truth(session, folder, split, dir)?)
 }
 
 /// Writes `<dir>/truth.h5`: the expected counts of a synthetic session on the grid of `split`'s
