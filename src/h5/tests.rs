@@ -154,7 +154,8 @@ fn chunked_datasets_read_in_slabs_equal_what_was_written() {
     let f64s: Vec<f64> = (0..300_007).map(|i| i as f64 * 1e-3).collect();
     let mut w = AtomicH5::create(&path).unwrap();
     w.write("g/rates", Data::F32(&f32s, shape.clone())).unwrap();
-    w.write("times", Data::F64(&f64s, vec![f64s.len()])).unwrap();
+    w.write("times", Data::F64(&f64s, vec![f64s.len()]))
+        .unwrap();
     w.commit().unwrap();
 
     let r = H5File::open(&path).unwrap();
