@@ -119,7 +119,7 @@ impl AtomicH5 {
 
     /// Writes `data` at `name` contiguous and uncompressed: for large float arrays that gzip
     /// barely shrinks (predicted rates: 12 % on a full-size submission) but that every reader
-    /// would then have to inflate.
+    /// would then have to inflate, and for NWB files, stored as pynwb and DANDI store them.
     pub fn write_uncompressed(&mut self, name: &str, data: Data<'_>) -> Result<()> {
         self.write_with(name, data, false)
     }

@@ -320,8 +320,9 @@ struct GridRows<'a> {
     ascending: bool,
 }
 
-fn grid_row(t: f64) -> i64 {
-    super::time::round_ties_even(t * 1000.0) as i64
+/// The 1 ms row a time in seconds rounds to (ties to even, as numpy), still as a float.
+fn grid_ms(t: f64) -> f64 {
+    super::time::round_ties_even(t * 1000.0)
 }
 
 impl<'a> GridRows<'a> {
@@ -330,7 +331,7 @@ impl<'a> GridRows<'a> {
         let mut ascending = true;
         let mut last = i64::MIN;
         for &t in times {
-            let k = super::time::round_ties_even(t * 1000.0);
+            let k = grid_ms(t);
             let on_grid = super::time::np_round(k / 1000.0, 6) == super::time::np_round(t, 6);
             if !(on_grid && k >= 0.0 && (k as i64) < len_ms) {
                 return None;
@@ -342,7 +343,7 @@ impl<'a> GridRows<'a> {
     }
 
     fn iter(self) -> impl Iterator<Item = i64> + 'a {
-        self.times.iter().map(|&t| grid_row(t))
+        self.times.iter().map(|&t| grid_ms(t) as i64)
     }
 }
 

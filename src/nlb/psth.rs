@@ -403,6 +403,19 @@ mod tests {
         assert!((k.taps[149] - k.taps[150]).abs() < 1e-15);
     }
 
+    /// `n` smoothed bins of one unit from bin `first`, searched from the start.
+    fn smoothed(
+        k: &Kernel,
+        unit: (&[i64], &Intervals),
+        len: i64,
+        first: i64,
+        n: usize,
+    ) -> Vec<f64> {
+        let mut out = vec![0.0; n];
+        k.bins(unit, len, first, &mut out, &mut Cursor::default());
+        out
+    }
+
     /// The reference's definition: smooth each 1 ms row from its own run, sum rows per bin,
     /// NaN where the bin's first row is unobserved.
     fn row_by_row(k: &Kernel, spikes: &[i64], valid: &Intervals, len: i64, j: i64) -> f64 {
@@ -427,14 +440,7 @@ mod tests {
             for valid in &layouts {
                 for first in [0, 3, 7] {
                     let n_bins = (600 / q - first) as usize;
-                    let mut got = vec![0.0; n_bins];
-                    k.bins(
-                        (&spikes, valid),
-                        600,
-                        first,
-                        &mut got,
-                        &mut Cursor::default(),
-                    );
+                    let got = smoothed(&k, (&spikes, valid), 600, first, n_bins);
                     for (i, v) in got.iter().enumerate() {
                         let j = first + i as i64;
                         let want = row_by_row(&k, &spikes, valid, 600, j);
@@ -455,22 +461,8 @@ mod tests {
         let spikes = vec![95, 105];
         let valid = Intervals(vec![(0, 100), (100, 1000)]);
         let merged = Intervals(vec![(0, 1000)]);
-        let mut split = vec![0.0; 4];
-        let mut whole = vec![0.0; 4];
-        k.bins(
-            (&spikes, &valid),
-            1000,
-            20,
-            &mut split,
-            &mut Cursor::default(),
-        );
-        k.bins(
-            (&spikes, &merged),
-            1000,
-            20,
-            &mut whole,
-            &mut Cursor::default(),
-        );
+        let split = smoothed(&k, (&spikes, &valid), 1000, 20, 4);
+        let whole = smoothed(&k, (&spikes, &merged), 1000, 20, 4);
         // Row 100's run starts at 100, so the spike at 95 does not reach it.
         assert!(split[0] < whole[0]);
     }
