@@ -80,6 +80,10 @@ pub struct LangevinFlowConfig {
     /// The velocity prior's KL: "exact", or "release" (its log-variance slot holds the variance
     /// 2γ; the same gradient, a different constant).
     pub velocity_kl: VelocityKl,
+    /// Starting log-variance of `q(z_0)` and `q(v_0)`: the bias of the two log-variance heads
+    /// (`None`: drawn like every other bias, so the initial condition starts with unit-variance
+    /// noise).
+    pub initial_logvar: Option<f64>,
 }
 
 /// Start of the potential kernel.
@@ -120,6 +124,7 @@ impl Default for LangevinFlowConfig {
             predict_dropout: false,
             potential_init: PotentialInit::Normal,
             velocity_kl: VelocityKl::Exact,
+            initial_logvar: None,
         }
     }
 }
@@ -221,7 +226,7 @@ impl LangevinFlowConfig {
         let bound = 1.0 / (h as f64).sqrt();
         Ok(LangevinFlow {
             encoder: Encoder::init(n_heldin, h, self.dropout, self.encoder_input, device),
-            initial: uniform_linear(h, 4 * d, bound, Some(bound), device),
+            initial: initial_heads(h, d, bound, self.initial_logvar, device),
             potential: Potential::init(
                 self.channels,
                 self.potential_init == PotentialInit::Zeros,
@@ -300,6 +305,17 @@ impl<B: Backend> LangevinFlow<B> {
     /// All neurons `N` the readout predicts.
     pub fn n_neurons(&self) -> usize {
         self.decoder.readout.weight.dims()[1]
+    }
+
+    /// This model with the readout's bias replaced by `bias` (one value per neuron): a start at
+    /// the neurons' log mean rates instead of rates near 1 per bin.
+    ///
+    /// # Panics
+    /// If `bias` does not hold one value per neuron.
+    pub fn with_readout_bias(mut self, bias: Tensor<B, 1>) -> Self {
+        assert_eq!(bias.dims(), [self.n_neurons()], "one bias per neuron");
+        self.decoder.readout.bias = Some(Param::from_tensor(bias));
+        self
     }
 
     /// The integrator with this model's step size and damping.
@@ -577,6 +593,32 @@ fn dropout<B: Backend, const D: usize>(
 
 /// A `d_in → d_out` layer with weights uniform in `±weight_bound` and biases uniform in
 /// `±bias_bound` (zero when `None`), drawn now rather than lazily so the RNG order is fixed.
+/// The four initial-condition heads `H → 4D`, the log-variance columns' bias set to `logvar`
+/// when given (drawn after the default init, so the other parameters do not change).
+fn initial_heads<B: Backend>(
+    h: usize,
+    d: usize,
+    bound: f64,
+    logvar: Option<f64>,
+    device: &B::Device,
+) -> Linear<B> {
+    let heads = uniform_linear(h, 4 * d, bound, Some(bound), device);
+    let Some(logvar) = logvar else {
+        return heads;
+    };
+    let bias = heads.bias.as_ref().expect("heads have a bias").val();
+    let columns = |from: usize| from..from + d;
+    let fill = Tensor::full([d], logvar, device);
+    let bias = bias
+        .slice_assign([columns(d)], fill.clone())
+        .slice_assign([columns(3 * d)], fill)
+        .detach();
+    Linear {
+        weight: heads.weight,
+        bias: Some(Param::from_tensor(bias)),
+    }
+}
+
 fn uniform_linear<B: Backend>(
     d_in: usize,
     d_out: usize,
@@ -634,6 +676,59 @@ mod tests {
         let back: LangevinFlowConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(back, cfg);
         assert!(toml::from_str::<LangevinFlowConfig>("hiden_size = 3").is_err());
+    }
+
+    #[test]
+    fn initial_logvar_sets_only_the_log_variance_biases() {
+        let device = Default::default();
+        let build = |logvar| {
+            Cpu::seed(&device, 5);
+            LangevinFlowConfig {
+                hidden_size: 8,
+                initial_logvar: logvar,
+                ..LangevinFlowConfig::default()
+            }
+            .init::<Cpu>(3, 4, &device)
+            .unwrap()
+        };
+        let (plain, narrow) = (build(None), build(Some(-5.0)));
+        let bias = |m: &LangevinFlow<Cpu>| -> Vec<f32> {
+            let b = m.initial.bias.as_ref().unwrap().val();
+            b.into_data().to_vec().unwrap()
+        };
+        let (plain_b, narrow_b) = (bias(&plain), bias(&narrow));
+        for (i, (p, n)) in plain_b.iter().zip(&narrow_b).enumerate() {
+            match i / 8 {
+                1 | 3 => assert_eq!(*n, -5.0, "log-variance bias {i}"),
+                _ => assert_eq!(p, n, "mean bias {i} must keep its draw"),
+            }
+        }
+        let w = |m: &LangevinFlow<Cpu>| m.initial.weight.val().into_data();
+        assert_eq!(w(&plain), w(&narrow));
+    }
+
+    #[test]
+    fn with_readout_bias_replaces_the_readout_bias() {
+        let device = Default::default();
+        let model = LangevinFlowConfig {
+            hidden_size: 8,
+            ..LangevinFlowConfig::default()
+        }
+        .init::<Cpu>(3, 4, &device)
+        .unwrap();
+        let bias = Tensor::<Cpu, 1>::from_floats([-1.0, -2.0, -3.0, -4.0], &device);
+        let model = model.with_readout_bias(bias);
+        let got: Vec<f32> = model
+            .decoder
+            .readout
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(got, vec![-1.0, -2.0, -3.0, -4.0]);
     }
 
     #[test]

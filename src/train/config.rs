@@ -123,6 +123,9 @@ pub struct TrainConfig {
     /// scored, kept as `best.mpk` and (as `average.mpk`) submitted as "last"; `last.mpk` keeps
     /// the trained weights to resume from. See [`super::average`].
     pub ema_decay: f64,
+    /// Start the readout's bias at each neuron's log mean count per bin over the training
+    /// trials, so the first steps need not learn the firing rates (false: drawn as any bias).
+    pub mean_rate_bias: bool,
 }
 
 impl Default for TrainConfig {
@@ -147,6 +150,7 @@ impl Default for TrainConfig {
             seed: 0,
             submit_checkpoint: CheckpointKind::Best,
             ema_decay: 0.0,
+            mean_rate_bias: false,
         }
     }
 }

@@ -144,6 +144,34 @@ impl SplitData {
     pub fn n_neurons(&self) -> usize {
         self.targets.len_of(Axis(2))
     }
+
+    /// Each neuron's log mean count per bin over the training trials' observed and forward bins,
+    /// floored
+    /// at a tenth of a spike per trial so that a silent neuron does not start at −∞.
+    ///
+    /// Why: the readout's bias starts near 0, a rate of one spike per bin, while real neurons fire
+    /// a tenth of that at 20 ms and less at 5 ms. Adam moves a bias by about the learning rate per
+    /// step, so at 3e-3 the model spent its first ~1,500 steps lowering rates (the "mean-rate
+    /// plateau" of real data) before it learned anything about the trials.
+    pub fn log_mean_rates(&self) -> Vec<f32> {
+        let (targets, idx) = (&self.targets, &self.train_idx);
+        let [_, steps, n] = *targets.shape() else {
+            unreachable!("targets are 3-D")
+        };
+        let mut sums = vec![0.0f64; n];
+        for &i in idx.iter() {
+            for row in targets.index_axis(Axis(0), i).rows() {
+                for (s, &c) in sums.iter_mut().zip(row) {
+                    *s += f64::from(c);
+                }
+            }
+        }
+        let bins = (idx.len() * steps).max(1) as f64;
+        let floor = 0.1 / steps as f64;
+        sums.iter()
+            .map(|s| (s / bins).max(floor).ln() as f32)
+            .collect()
+    }
 }
 
 /// Reads the eval inputs and the target group when the folder has a target file.
@@ -244,6 +272,38 @@ pub fn to_array<B: Backend>(t: Tensor<B, 3>) -> Array3<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_mean_rates_average_the_training_trials_and_floor_silent_neurons() {
+        // 3 trials × 2 bins × 3 neurons; trial 1 is held back and must not count.
+        let targets = Array3::from_shape_vec(
+            (3, 2, 3),
+            vec![
+                1.0, 0.0, 0.0, 3.0, 2.0, 0.0, //
+                9.0, 9.0, 9.0, 9.0, 9.0, 9.0, //
+                0.0, 2.0, 0.0, 0.0, 0.0, 0.0,
+            ],
+        )
+        .unwrap();
+        let data = SplitData {
+            dir: PathBuf::from("split"),
+            inputs: Array3::zeros((3, 2, 2)),
+            targets,
+            train_idx: vec![0, 2],
+            valid_idx: vec![1],
+            eval: None,
+            bin_ms: 20.0,
+        };
+        let logs = data.log_mean_rates();
+        let expected = [
+            (4.0f32 / 4.0).ln(),
+            (4.0f32 / 4.0).ln(),
+            (0.1f32 / 2.0).ln(),
+        ];
+        for (got, want) in logs.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "{logs:?}");
+        }
+    }
 
     #[test]
     fn partition_is_seeded_disjoint_and_complete() {

@@ -323,7 +323,12 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         (model, optim, state, csv)
     } else {
         Autodiff::<B>::seed(device, epoch_seed(seed, 0, Stream::Init));
-        let model = cfg.model.init::<Autodiff<B>>(dims.0, dims.1, device)?;
+        let mut model = cfg.model.init::<Autodiff<B>>(dims.0, dims.1, device)?;
+        if tc.mean_rate_bias {
+            let logs = data.log_mean_rates();
+            let n = logs.len();
+            model = model.with_readout_bias(Tensor::from_data(TensorData::new(logs, [n]), device));
+        }
         let best = dir.join(BEST);
         if best.exists() {
             std::fs::remove_file(&best).map_err(|e| io_err(&best, e))?;
