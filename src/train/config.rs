@@ -463,7 +463,14 @@ mod tests {
                 let c = RunConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
                 seen += 1;
                 let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-                if name == "quick" || name.ends_with("_cpu") {
+                if name.contains("_cpu") {
+                    assert!(
+                        c.train.mean_rate_bias,
+                        "{}: starts at mean rates",
+                        path.display()
+                    );
+                }
+                if name == "quick" || name.contains("_cpu") {
                     continue;
                 }
                 assert_eq!(c.model.hidden_size, 280, "{}", path.display());
