@@ -591,8 +591,6 @@ fn dropout<B: Backend, const D: usize>(
     x * mask
 }
 
-/// A `d_in → d_out` layer with weights uniform in `±weight_bound` and biases uniform in
-/// `±bias_bound` (zero when `None`), drawn now rather than lazily so the RNG order is fixed.
 /// The four initial-condition heads `H → 4D`, the log-variance columns' bias set to `logvar`
 /// when given (drawn after the default init, so the other parameters do not change).
 fn initial_heads<B: Backend>(
@@ -619,6 +617,8 @@ fn initial_heads<B: Backend>(
     }
 }
 
+/// A `d_in → d_out` layer with weights uniform in `±weight_bound` and biases uniform in
+/// `±bias_bound` (zero when `None`), drawn now rather than lazily so the RNG order is fixed.
 fn uniform_linear<B: Backend>(
     d_in: usize,
     d_out: usize,
