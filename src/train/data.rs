@@ -146,27 +146,25 @@ impl SplitData {
     }
 
     /// Each neuron's log mean count per bin over the training trials' observed and forward bins,
-    /// floored
-    /// at a tenth of a spike per trial so that a silent neuron does not start at −∞.
+    /// floored at a tenth of a spike per trial so that a silent neuron does not start at −∞.
     ///
     /// Why: the readout's bias starts near 0, a rate of one spike per bin, while real MC_Maze_Small
     /// neurons fire a median 0.063 spikes per 20 ms bin (0.016 per 5 ms bin). Adam moves a bias by
     /// about the learning rate per step, so at 3e-3 the model spent its first 1,200–1,800 steps
     /// lowering rates (the "mean-rate plateau" of real data) before it learned about the trials.
     pub fn log_mean_rates(&self) -> Vec<f32> {
-        let (targets, idx) = (&self.targets, &self.train_idx);
-        let [_, steps, n] = *targets.shape() else {
+        let [_, steps, n] = *self.targets.shape() else {
             unreachable!("targets are 3-D")
         };
         let mut sums = vec![0.0f64; n];
-        for &i in idx.iter() {
-            for row in targets.index_axis(Axis(0), i).rows() {
+        for &i in &self.train_idx {
+            for row in self.targets.index_axis(Axis(0), i).rows() {
                 for (s, &c) in sums.iter_mut().zip(row) {
                     *s += f64::from(c);
                 }
             }
         }
-        let bins = (idx.len() * steps).max(1) as f64;
+        let bins = (self.train_idx.len() * steps).max(1) as f64;
         let floor = 0.1 / steps as f64;
         sums.iter()
             .map(|s| (s / bins).max(floor).ln() as f32)

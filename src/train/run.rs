@@ -326,8 +326,7 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
         let mut model = cfg.model.init::<Autodiff<B>>(dims.0, dims.1, device)?;
         if tc.mean_rate_bias {
             let logs = data.log_mean_rates();
-            let n = logs.len();
-            model = model.with_readout_bias(Tensor::from_data(TensorData::new(logs, [n]), device));
+            model = model.with_readout_bias(Tensor::from_floats(logs.as_slice(), device));
         }
         let best = dir.join(BEST);
         if best.exists() {
