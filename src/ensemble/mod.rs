@@ -110,7 +110,7 @@ pub fn run(opts: &EnsembleOptions) -> Result<EnsembleReport, EnsembleError> {
     let mut splits = Vec::new();
     for group in &groups {
         let split = split_of(group, opts.phase, &files[0])?;
-        let split_dir = split_dir(opts, &split);
+        let split_dir = split_dir(opts, &split)?;
         let members: Vec<SplitRates> = files
             .iter()
             .map(|f| read_rates(f, group, split, &split_dir))
@@ -210,17 +210,25 @@ fn split_of(group: &str, phase: Phase, file: &Path) -> Result<Split, EnsembleErr
 
 /// The split folder whose eval target scores the split: the first member's run config's
 /// `data.prep_home`, else PREP_HOME.
-fn split_dir(opts: &EnsembleOptions, split: &Split) -> PathBuf {
+/// The split folder the members were trained on: the first member's `data.prep_home` where its
+/// run config sets one, else PREP_HOME. A run config that exists but cannot be read is an error
+/// rather than a fallback: scored against another split's targets, the table would be wrong.
+fn split_dir(opts: &EnsembleOptions, split: &Split) -> Result<PathBuf, EnsembleError> {
     let config = opts
         .runs_home
         .join(&opts.members[0])
         .join(split.dir_name())
         .join("config.toml");
-    let prep_home = RunConfig::load(&config, &[])
-        .ok()
-        .and_then(|c| c.data.prep_home)
-        .unwrap_or_else(|| opts.prep_home.clone());
-    split.dir(&prep_home).path().to_path_buf()
+    let set_home = if config.is_file() {
+        RunConfig::load(&config, &[])
+            .map_err(|e| EnsembleError::Members(format!("member {}: {e}", opts.members[0])))?
+            .data
+            .prep_home
+    } else {
+        None
+    };
+    let prep_home = set_home.unwrap_or_else(|| opts.prep_home.clone());
+    Ok(split.dir(&prep_home).path().to_path_buf())
 }
 
 fn read_rates(
@@ -407,5 +415,39 @@ mod tests {
         let s = split_of("area2_bump", Phase::Test, Path::new("x.h5")).unwrap();
         assert_eq!(s.dir_name(), "area2_bump-05ms-test");
         assert!(split_of("nope_20", Phase::Val, Path::new("x.h5")).is_err());
+    }
+
+    #[test]
+    fn the_split_folder_is_the_members_and_an_unreadable_config_is_named() {
+        let runs = tempfile::tempdir().unwrap();
+        let split = split_of("mc_maze_small_20", Phase::Val, Path::new("x.h5")).unwrap();
+        let opts = EnsembleOptions {
+            runs_home: runs.path().to_path_buf(),
+            members: vec!["a".into(), "b".into()],
+            phase: Phase::Val,
+            out: "e".into(),
+            mean: Mean::LogRates,
+            prep_home: PathBuf::from("prep"),
+            files: SplitFiles::default(),
+            backend: BackendKind::Flex,
+        };
+        let want = |home: &str| split.dir(Path::new(home)).path().to_path_buf();
+        // No run config: PREP_HOME.
+        assert_eq!(split_dir(&opts, &split).unwrap(), want("prep"));
+        let dir = runs.path().join("a").join(split.dir_name());
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            "[data]\ndataset = \"mc_maze_small\"\nbin_width = 20\nphase = \"val\"\nprep_home = \"elsewhere\"\n",
+        )
+        .unwrap();
+        assert_eq!(split_dir(&opts, &split).unwrap(), want("elsewhere"));
+        std::fs::write(&config, "[train]\nnot_a_key = 1\n").unwrap();
+        let err = split_dir(&opts, &split).unwrap_err().to_string();
+        assert!(
+            err.contains("member a") && err.contains("not_a_key"),
+            "{err}"
+        );
     }
 }
