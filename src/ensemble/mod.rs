@@ -208,8 +208,6 @@ fn split_of(group: &str, phase: Phase, file: &Path) -> Result<Split, EnsembleErr
     })
 }
 
-/// The split folder whose eval target scores the split: the first member's run config's
-/// `data.prep_home`, else PREP_HOME.
 /// The split folder the members were trained on: the first member's `data.prep_home` where its
 /// run config sets one, else PREP_HOME. A run config that exists but cannot be read is an error
 /// rather than a fallback: scored against another split's targets, the table would be wrong.
@@ -219,15 +217,14 @@ fn split_dir(opts: &EnsembleOptions, split: &Split) -> Result<PathBuf, EnsembleE
         .join(&opts.members[0])
         .join(split.dir_name())
         .join("config.toml");
-    let set_home = if config.is_file() {
+    let prep_home = if config.is_file() {
         RunConfig::load(&config, &[])
             .map_err(|e| EnsembleError::Members(format!("member {}: {e}", opts.members[0])))?
             .data
-            .prep_home
+            .prep_home_or(&opts.prep_home)
     } else {
-        None
+        opts.prep_home.clone()
     };
-    let prep_home = set_home.unwrap_or_else(|| opts.prep_home.clone());
     Ok(split.dir(&prep_home).path().to_path_buf())
 }
 

@@ -283,11 +283,7 @@ fn predict_split<B: Backend>(
     device: &B::Device,
 ) -> Result<SplitRates, TrainError> {
     let config = RunConfig::load(&run_dir.join("config.toml"), &[])?;
-    let prep_home = config
-        .data
-        .prep_home
-        .clone()
-        .unwrap_or_else(|| opts.prep_home.clone());
+    let prep_home = config.data.prep_home_or(&opts.prep_home);
     let split_dir = split.dir(&prep_home).path().to_path_buf();
     if !split_dir.is_dir() {
         return Err(TrainError::MissingSplit {

@@ -64,6 +64,14 @@ fn default_valid_ratio() -> f64 {
 }
 
 impl DataConfig {
+    /// Where the split folders are: `prep_home` when the config sets it, else `default` (PREP_HOME
+    /// or `--prep-home`).
+    pub fn prep_home_or(&self, default: &Path) -> PathBuf {
+        self.prep_home
+            .clone()
+            .unwrap_or_else(|| default.to_path_buf())
+    }
+
     /// The split these settings name.
     pub fn split(&self) -> Split {
         Split {

@@ -304,11 +304,7 @@ fn train<B: Backend>(opts: &TrainOptions, device: &B::Device) -> Result<TrainSum
     let dir = run_dir(opts);
     check_run_dir(opts, &dir)?;
 
-    let prep_home = cfg
-        .data
-        .prep_home
-        .clone()
-        .unwrap_or_else(|| opts.prep_home.clone());
+    let prep_home = cfg.data.prep_home_or(&opts.prep_home);
     let data = SplitData::load(&prep_home, &split, &opts.files, &cfg.data)?;
     std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
     let dims = (data.n_heldin(), data.n_neurons());
